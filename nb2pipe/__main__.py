@@ -1,0 +1,4 @@
+from nb2pipe.cli import main
+
+if __name__ == "__main__":
+    main()
