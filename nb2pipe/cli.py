@@ -97,3 +97,213 @@ def validate(notebooks: tuple[str, ...], strict: bool, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"valid": ok, "notebooks": reports}, indent=2))
     sys.exit(ExitCode.OK if ok else ExitCode.INVALID)
+
+
+@main.command()
+@click.argument("notebook", type=click.Path(dir_okay=False))
+@click.option("-p", "--parameters", "params", nargs=2, multiple=True, metavar="NAME VALUE",
+              help="A parameter value, typed like the parameters cell's default (papermill's -p).")
+@click.option("-f", "--parameters-file", "params_file", type=click.Path(dir_okay=False),
+              help="A YAML file of parameter values.")
+@click.option("-y", "--parameters-yaml", "params_yaml", help="Parameter values as a YAML mapping string.")
+@click.option("--store", type=click.Path(file_okay=False), help="Store folder [default: .nb2pipe/ beside the "
+              "notebook, or $NB2PIPE_STORE].")
+@click.option("--workers", type=click.IntRange(1, 64), default=None, help="Steps run at once [default: CPUs].")
+@click.option("--no-cache", is_flag=True, help="Execute every step even when a cached result exists.")
+@click.option("--step", "steps", multiple=True, metavar="NAME",
+              help="Run just this step (repeatable), reusing stored upstream artifacts.")
+@click.option("--from", "from_step", metavar="NAME", help="Rerun this step and everything downstream of it.")
+@click.option("--fail-fast", is_flag=True, help="Start no new step after the first failure.")
+@click.option("--strict", is_flag=True, help="Treat validation warnings as errors.")
+@click.option("--json", "as_json", is_flag=True, help="Print only the run record as JSON.")
+def run(notebook, params, params_file, params_yaml, store, workers, no_cache, steps, from_step, fail_fast,
+        strict, as_json):
+    """Run NOTEBOOK's pipeline locally: each step in a fresh kernel, independent steps in parallel,
+    unchanged steps from the cache. The notebook itself is never modified."""
+    import signal
+
+    from . import api
+    from .parameters import parse_cli
+    from .progress import progress_for
+
+    given, text_names = parse_cli(params, params_yaml, params_file)
+    if steps and from_step:
+        raise click.UsageError("use either --step or --from, not both")
+
+    hits = {"n": 0}
+
+    def on_signal(signum, frame):
+        hits["n"] += 1
+        if hits["n"] > 1:  # a second Ctrl-C: stop now
+            os._exit(ExitCode.TERMINATED if signum == signal.SIGTERM else ExitCode.INTERRUPTED)
+        api.cancel_active(signum)
+
+    import os
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    from .compile import check_notebook
+
+    # Validate first (also gives the step list for the progress table); api.run checks again.
+    checked = check_notebook(notebook, strict=strict)
+    for d in checked.warnings:
+        click.echo(str(d), err=True)
+    names = [s.name for s in checked.spec.steps] if checked.spec else []
+    with progress_for(names if not steps else list(steps), quiet=as_json) as progress:
+        record = api.run(notebook, given, store=store, workers=workers, cache=not no_cache, steps=list(steps),
+                         from_step=from_step, fail_fast=fail_fast, strict=strict, on_change=progress,
+                         _text_parameters=text_names)
+    if as_json:
+        click.echo(json.dumps(record.to_dict(), indent=2, allow_nan=False))
+    else:
+        _summary(record)
+    sys.exit(record.exit_code or 0)
+
+
+def _summary(record) -> None:
+    from .records import Status
+
+    counts: dict[str, int] = {}
+    for s in record.steps:
+        counts[s.status.value] = counts.get(s.status.value, 0) + 1
+    took = (record.ended or 0) - (record.started or 0)
+    parts = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+    click.echo(f"run {record.id}: {record.status.value} in {took:.2f}s ({parts})", err=True)
+    for s in record.steps:
+        if s.status == Status.FAILED and s.error:
+            where = f" (cell {s.error.cell_index})" if s.error.cell_index else ""
+            click.echo(f"  {s.name}: {s.error.message}{where}; notebook: {s.output_notebook}", err=True)
+    if record.metrics:
+        click.echo("  metrics: " + ", ".join(f"{m.name}={m.value}" + (f" [{m.flag}]" if m.flag else "")
+                                             for m in record.metrics), err=True)
+
+
+@main.group(cls=_Group)
+def runs() -> None:
+    """List, show and compare recorded runs."""
+
+
+def _open_store(store, notebook):
+    from .api import store_root
+    from .errors import UsageError
+    from .store import RunStore
+
+    root = store_root(notebook, store)
+    if not (root / "runs.db").exists():
+        raise UsageError(f"no runs recorded in {root} (run a pipeline first, or pass --store)")
+    return RunStore(root)
+
+
+_store_option = click.option("--store", type=click.Path(file_okay=False), help="Store folder [default: "
+                             ".nb2pipe/ here, or $NB2PIPE_STORE].")
+
+
+@runs.command("list")
+@_store_option
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def runs_list(store, limit, as_json):
+    """Recorded runs, newest first."""
+    with _open_store(store, None) as rs:
+        records = rs.list_runs(limit=limit)
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in records], indent=2, allow_nan=False))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None)
+    for col in ("run", "notebook", "status", "started", "duration", "steps", "cached"):
+        table.add_column(col)
+    import time as _time
+
+    for r in records:
+        took = f"{(r.ended - r.started):.2f}s" if r.ended and r.started else ""
+        table.add_row(r.id, r.notebook, r.status.value,
+                      _time.strftime("%Y-%m-%d %H:%M:%S", _time.localtime(r.started)) if r.started else "",
+                      took, str(len(r.steps)), str(sum(1 for s in r.steps if s.cached)))
+    Console().print(table)
+
+
+@runs.command("show")
+@click.argument("run_id", default="latest")
+@_store_option
+@click.option("--json", "as_json", is_flag=True)
+def runs_show(run_id, store, as_json):
+    """One run: parameters, metrics and every step (RUN is an id, a unique prefix or 'latest')."""
+    with _open_store(store, None) as rs:
+        record = rs.get_run(run_id)
+    if as_json:
+        click.echo(json.dumps(record.to_dict(), indent=2, allow_nan=False))
+        return
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console()
+    took = f"{(record.ended - record.started):.2f}s" if record.ended and record.started else "-"
+    console.print(f"run {record.id}  {record.notebook}  [bold]{record.status.value}[/]  {took}"
+                  + (f"  exit {record.exit_code}" if record.exit_code is not None else ""), highlight=False)
+    if record.parameters:
+        console.print("parameters: " + escape(", ".join(f"{k}={v!r}" for k, v in record.parameters.items())),
+                      highlight=False)
+    if record.metrics:
+        console.print("metrics: " + escape(", ".join(f"{m.name}={m.value}" + (f" [{m.flag}]" if m.flag else "")
+                                                      for m in record.metrics)), highlight=False)
+    table = Table(box=None)
+    for col in ("step", "status", "duration", "attempts", "inputs", "outputs", "error"):
+        table.add_column(col, overflow="fold")
+    for s in record.steps:
+        err = ""
+        if s.error:
+            err = s.error.message + (f" (cell {s.error.cell_index})" if s.error.cell_index else "")
+        table.add_row(escape(s.name), s.status.value + (" (cached)" if s.cached and s.status.value != "cached" else ""),
+                      f"{s.duration:.2f}s" if s.duration is not None else "", str(s.attempts),
+                      escape(", ".join(f"{a.name}:{a.sha256[:8]}" for a in s.inputs)),
+                      escape(", ".join(f"{a.name}:{a.sha256[:8]} {a.serializer} {_size(a.size)}" for a in s.outputs)),
+                      escape(err))
+    console.print(table)
+    failed = [s for s in record.steps if s.output_notebook and s.status.value == "failed"]
+    for s in failed:
+        console.print(f"executed notebook of {escape(s.name)}: {escape(s.output_notebook)}", highlight=False)
+
+
+@runs.command("compare")
+@click.argument("run_a")
+@click.argument("run_b")
+@_store_option
+@click.option("--json", "as_json", is_flag=True)
+def runs_compare(run_a, run_b, store, as_json):
+    """Parameters and metrics of two runs side by side."""
+    with _open_store(store, None) as rs:
+        a, b = rs.get_run(run_a), rs.get_run(run_b)
+    ma = {m.name: m.value for m in a.metrics}
+    mb = {m.name: m.value for m in b.metrics}
+    rows = []
+    for kind, da, db in (("parameter", a.parameters, b.parameters), ("metric", ma, mb)):
+        for key in sorted(set(da) | set(db), key=lambda k: (k not in da, k)):
+            va, vb = da.get(key, "—"), db.get(key, "—")
+            rows.append({"kind": kind, "name": key, "a": va, "b": vb, "changed": va != vb})
+    if as_json:
+        click.echo(json.dumps({"a": a.id, "b": b.id, "rows": rows}, indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(box=None)
+    for col in ("", "name", a.id, b.id):
+        table.add_column(col)
+    for r in rows:
+        style = "bold" if r["changed"] else ""
+        table.add_row(r["kind"], escape(r["name"]), escape(repr(r["a"]) if r["a"] != "—" else "—"),
+                      escape(repr(r["b"]) if r["b"] != "—" else "—"), style=style)
+    Console().print(table)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1024
+    return str(n)

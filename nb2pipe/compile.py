@@ -163,8 +163,10 @@ class Compiler:
         return specs, set(flow.defines), bool(flow.star_imports)
 
     def _analyse(self, flow: StepFlow, ann, source: str) -> None:
+        if ann.skip_execution:
+            return  # nbclient never runs it: it neither reads nor defines anything
         try:
-            flow.add_cell(source, ann.index, exec_=not ann.skip_execution)
+            flow.add_cell(source, ann.index)
         except CellSyntaxError as exc:
             self.problem(ann, f"invalid syntax: {exc}", "fix the Python syntax of this cell",
                          code="syntax", line=exc.line)

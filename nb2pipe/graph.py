@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import graphlib
+import heapq
 from dataclasses import dataclass, field
 
 
@@ -40,14 +41,20 @@ class StepGraph:
         try:
             sorter.prepare()
         except graphlib.CycleError as exc:
-            cycle = list(exc.args[1])  # graphlib reports [n1, ..., nk, n1], each waiting on the next
-            cycle.reverse()  # present it in data-flow direction: producer → consumer
+            # graphlib reports [n1, ..., nk, n1], each an immediate predecessor of the next:
+            # already the data-flow direction, producer → consumer.
+            cycle = list(exc.args[1])
             raise GraphCycle(cycle) from None
+        # Always take the ready step that comes first in the notebook, so notebook order is kept
+        # whenever the edges allow it (not just within one "level" of the graph).
         ordered: list[str] = []
+        ready: list[int] = []
         while sorter.is_active():
-            ready = sorted(sorter.get_ready(), key=position.__getitem__)
-            ordered.extend(ready)
-            sorter.done(*ready)
+            for name in sorter.get_ready():
+                heapq.heappush(ready, position[name])
+            name = self.steps[heapq.heappop(ready)]
+            ordered.append(name)
+            sorter.done(name)
         return ordered
 
     def downstream(self, name: str) -> set[str]:

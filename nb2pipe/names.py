@@ -28,9 +28,9 @@ def kfp_name(name: str) -> str:
     """KFP/Kubernetes-safe form: lowercase, runs of '_'/'-' become one '-', starts with a letter.
 
     `data_loading`, `Data-Loading` and `data__loading` all map to `data-loading`; callers must
-    reject collisions (see graph.py) rather than rename silently.
+    reject collisions (see compile.py) rather than rename silently.
     """
     safe = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
     if not safe or not safe[0].isalpha():
         safe = "step-" + safe if safe else "step"
-    return safe
+    return safe[:MAX_STEP_NAME].rstrip("-")  # a Kubernetes name is at most 63 characters

@@ -98,7 +98,15 @@ def parse_notebook_text(text: str, shown: str) -> nbformat.NotebookNode:
         raise NotebookReadError(shown, "not a notebook: nbformat 3 without 'worksheets'")
     try:
         node = nbformat.from_dict(data)
-        node = nbformat.convert(node, 4)
+        if major == 3:
+            from nbformat.v3.rwbase import rejoin_lines
+
+            node = nbformat.convert(rejoin_lines(node), 4)  # v3 files store sources as line lists
+            # The upgrade invents random cell ids; drop them so specs stay deterministic
+            # (a v4.4 notebook without ids is valid).
+            for cell in node.cells:
+                cell.pop("id", None)
+            node.nbformat_minor = 4
     except Exception as exc:  # nbformat's converters raise assorted errors on broken input
         raise NotebookReadError(shown, f"not a notebook: cannot upgrade to nbformat 4 ({exc})") from None
     problem = _first_schema_error(node)

@@ -1,0 +1,94 @@
+"""The Python API: `nb2pipe.run(...)` and `nb2pipe.load(...)`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .records import RunRecord
+
+STORE_ENV = "NB2PIPE_STORE"
+DEFAULT_STORE = ".nb2pipe"
+
+
+def store_root(notebook: str | os.PathLike | None, store: str | os.PathLike | None = None) -> Path:
+    """--store, else $NB2PIPE_STORE, else .nb2pipe/ beside the notebook (or in the cwd)."""
+    if store:
+        return Path(store)
+    if os.environ.get(STORE_ENV):
+        return Path(os.environ[STORE_ENV])
+    base = Path(notebook).resolve().parent if notebook else Path.cwd()
+    return base / DEFAULT_STORE
+
+
+def run(path, parameters: dict | None = None, store=None, workers: int | None = None, cache: bool = True,
+        *, steps: list[str] | None = None, from_step: str | None = None, fail_fast: bool = False,
+        strict: bool = False, on_change=None, _text_parameters: frozenset[str] = frozenset()) -> RunRecord:
+    """Run a notebook's pipeline locally and return its RunRecord.
+
+    Invalid input raises (NotebookReadError, PipelineInvalid, UsageError) before anything runs;
+    a failing step does not raise: look at `record.status` and each step's `error`.
+    """
+    from .compile import check_notebook
+    from .errors import PipelineInvalid, UsageError
+    from .kernels import available_kernels
+    from .notebook import read_notebook
+    from .parameters import resolve_parameters
+    from .runner import LocalRunner, RunOptions, Workspace
+
+    nb = read_notebook(path)
+    result = check_notebook(path, strict=strict, notebook=nb)
+    if result.errors or result.spec is None:
+        raise PipelineInvalid(result.diagnostics)
+    spec = result.spec
+    values = resolve_parameters(spec.parameters, dict(parameters or {}), from_text=_text_parameters)
+    kernels = available_kernels()
+    if spec.kernel_name not in kernels:
+        raise UsageError(f"{path}: kernel '{spec.kernel_name}' is not installed; available kernels: "
+                         f"{', '.join(kernels) or 'none'} (fix: install it, or change the notebook's kernel)")
+    ws = Workspace(store_root(path, store))
+    try:
+        runner = LocalRunner(nb, spec, ws, RunOptions(workers=workers or 0, cache=cache, fail_fast=fail_fast,
+                                                      steps=list(steps or []), from_step=from_step),
+                             on_change=on_change)
+        _active.append(runner)
+        try:
+            return runner.run(values)
+        finally:
+            _active.remove(runner)
+    finally:
+        ws.close()
+
+
+# Runners in progress, so a signal handler can cancel them.
+_active: list = []
+
+
+def cancel_active(signum: int) -> None:
+    for runner in list(_active):
+        runner.cancel(signum)
+
+
+def load(name: str, run: str | None = None, store=None, notebook=None):
+    """Load a stored artifact by variable name (from `run`, or the latest run that produced it).
+
+    In a notebook or a debugger this reproduces a step's exact inputs:
+    `df = nb2pipe.load("df", run="20261121-...")`.
+    """
+    from .artifacts import load_value
+    from .objects import ObjectStore
+    from .store import RunStore
+
+    root = store_root(notebook, store)
+    if not (root / "runs.db").exists():
+        from .errors import UsageError
+
+        raise UsageError(f"no nb2pipe store at {root} (pass store=..., or run the pipeline first)")
+    with RunStore(root) as runs:
+        ref = runs.find_artifact(name, run_id=run, notebook=str(notebook) if notebook else None)
+    objects = ObjectStore(root)
+    if not objects.verify(ref.sha256):
+        from .errors import StoreError
+
+        raise StoreError(f"artifact '{name}' ({ref.sha256[:12]}) failed its integrity check")
+    return load_value(str(objects.path(ref.sha256)), ref.serializer)
