@@ -34,9 +34,12 @@ ENTRY_POINT_GROUP = "nb2pipe.serializers"
 MANIFEST_NAME = "manifest.json"
 PICKLE_PROTOCOL = 5
 
-# Writes at least this large are hashed on a second thread while the file write runs; both
-# release the GIL, so hashing costs max(write, hash) instead of their sum.
+# Hashing runs beside the file write where it is safe: a buffer the caller may reuse is hashed on a
+# second thread only while its write() call lasts; immutable bytes (pyarrow's and pickle's chunks)
+# are queued to a hasher thread. hashlib and file writes release the GIL, so hashing mostly costs
+# max(write, hash) instead of their sum.
 _PARALLEL_HASH_MIN = 8 << 20
+_QUEUE_HASH_MIN = 64 << 10
 _SAFE_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _SETUP_FIX = "make it picklable, or recompute it in the consuming step / move it to a `setup` cell"
 
@@ -88,47 +91,91 @@ class HashingWriter:
     """Write-only binary file wrapper that feeds every byte to sha256 as it is written.
 
     It deliberately has no ``fileno``: a writer that found one could bypass the hash.
-    ``close`` is a no-op because the owner of the underlying file closes it.
+    ``close`` is a no-op because the owner of the underlying file closes it; call
+    ``hexdigest`` (or ``stop`` on failure) to end the hasher thread.
     """
 
     def __init__(self, raw: BinaryIO):
         self._raw = raw
         self._hash = hashlib.sha256()
+        self._queue: Any = None
+        self._thread: threading.Thread | None = None
         self.size = 0
         self.io_error: StoreIOError | None = None
 
     def write(self, data: Any) -> int:
+        if type(data) is bytes:
+            return self._write_bytes(data)
         view = memoryview(data)
         if view.format != "B" or view.ndim != 1:
             view = view.cast("B") if view.c_contiguous else memoryview(view.tobytes())
         n = view.nbytes
+        self._drain()  # keep hash order: queued bytes first
+        if n >= _PARALLEL_HASH_MIN:
+            hasher = threading.Thread(target=self._hash.update, args=(view,), daemon=True)
+            hasher.start()
+            try:
+                self._raw_write(view)
+            finally:
+                hasher.join()
+        else:
+            self._raw_write(view)
+            self._hash.update(view)
+        self.size += n
+        return n
+
+    def _write_bytes(self, data: bytes) -> int:
+        self._raw_write(data)
+        if self._thread is None and len(data) >= _QUEUE_HASH_MIN:
+            import queue
+
+            self._queue = queue.Queue(maxsize=64)  # bounds the memory held by unhashed chunks
+            self._thread = threading.Thread(target=self._hash_queued, name="nb2pipe-hash", daemon=True)
+            self._thread.start()
+        if self._thread is not None:
+            self._queue.put(data)
+        else:
+            self._hash.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def _raw_write(self, data: Any) -> None:
         try:
-            if n >= _PARALLEL_HASH_MIN:
-                # The caller cannot touch its buffer until write() returns, so hashing it on
-                # another thread until then is safe.
-                hasher = threading.Thread(target=self._hash.update, args=(view,), daemon=True)
-                hasher.start()
-                try:
-                    self._raw.write(view)
-                finally:
-                    hasher.join()
-            else:
-                self._raw.write(view)
-                self._hash.update(view)
+            self._raw.write(data)
         except OSError as e:
             self.io_error = StoreIOError(f"cannot write artifact: {e.strerror or e}")
             raise self.io_error from e
-        self.size += n
-        return n
+
+    def _hash_queued(self) -> None:
+        while True:
+            chunk = self._queue.get()
+            try:
+                if chunk is None:
+                    return
+                self._hash.update(chunk)
+            finally:
+                self._queue.task_done()
+
+    def _drain(self) -> None:
+        if self._thread is not None:
+            self._queue.join()
+
+    def stop(self) -> None:
+        """Finish hashing queued chunks and end the hasher thread (idempotent)."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def hexdigest(self) -> str:
+        self.stop()
+        return self._hash.hexdigest()
 
     def flush(self) -> None:
         self._raw.flush()
 
     def tell(self) -> int:
         return self.size
-
-    def hexdigest(self) -> str:
-        return self._hash.hexdigest()
 
     @property
     def closed(self) -> bool:
@@ -305,7 +352,7 @@ class ParquetSerializer(Serializer):
     def load(self, path: str) -> Any:
         import pyarrow.parquet as pq
 
-        table = pq.ParquetFile(path).read()
+        table = pq.ParquetFile(path, memory_map=True).read()
         meta = json.loads((table.schema.metadata or {}).get(_PARQUET_META_KEY, b"{}"))
         value = table.to_pandas()
         if meta.get("kind") == "series":
@@ -630,37 +677,42 @@ def _dump_to_temp(name: str, value: Any, candidates: list[Any], out_dir: str) ->
     for serializer in candidates:
         fd, tmp = _create_temp(out_dir, name)
         try:
-            with open(fd, "wb") as raw:
-                writer = HashingWriter(raw)
-                try:
-                    serializer.dump(value, writer)
-                except UnsupportedValue as e:
-                    if writer.io_error is not None:
-                        raise writer.io_error from e
-                    reason = str(e) or type(e).__name__
-                    declined = True
-                except (Nb2pipeError, MemoryError):
-                    raise
-                except Exception as e:
-                    if writer.io_error is not None:
-                        raise writer.io_error from e
-                    raise SerializationError(
-                        f"output {name!r} ({_type_label(value)}): serializer {serializer.name!r} failed: "
-                        f"{type(e).__name__}: {e}"
-                    ) from e
-                else:
-                    declined = False
+            result = _dump_one(serializer, name, value, fd)
         except OSError as e:  # flushing on close
             _remove(tmp)
             raise StoreIOError(f"cannot write {tmp}: {e.strerror or e}") from e
         except BaseException:
             _remove(tmp)
             raise
-        if declined:
+        if isinstance(result, str):
+            reason = result
             _remove(tmp)
             continue
-        return tmp, serializer, writer.hexdigest(), writer.size
+        return tmp, serializer, result[0], result[1]
     raise SerializationError(f"output {name!r} ({_type_label(value)}) cannot be serialized: {reason}; {_SETUP_FIX}")
+
+
+def _dump_one(serializer: Any, name: str, value: Any, fd: int) -> tuple[str, int] | str:
+    """(sha256, size) of what ``serializer`` wrote to ``fd``, or why it declined the value."""
+    with open(fd, "wb") as raw:
+        writer = HashingWriter(raw)
+        try:
+            serializer.dump(value, writer)
+        except UnsupportedValue as e:
+            if writer.io_error is not None:
+                raise writer.io_error from e
+            return str(e) or type(e).__name__
+        except (Nb2pipeError, MemoryError):
+            raise
+        except Exception as e:
+            if writer.io_error is not None:
+                raise writer.io_error from e
+            raise SerializationError(
+                f"output {name!r} ({_type_label(value)}): serializer {serializer.name!r} failed: {type(e).__name__}: {e}"
+            ) from e
+        finally:
+            writer.stop()
+    return writer.hexdigest(), writer.size
 
 
 def _write_json_atomically(path: str, data: Any) -> None:

@@ -194,17 +194,20 @@ def _open_store(store, notebook):
     return RunStore(root)
 
 
-_store_option = click.option("--store", type=click.Path(file_okay=False), help="Store folder [default: "
-                             ".nb2pipe/ here, or $NB2PIPE_STORE].")
+def _store_option(fn):
+    fn = click.option("--notebook", "notebook", type=click.Path(dir_okay=False),
+                      help="Use the store beside this notebook.")(fn)
+    return click.option("--store", type=click.Path(file_okay=False), help="Store folder [default: .nb2pipe/ "
+                        "beside --notebook, else $NB2PIPE_STORE, else ./.nb2pipe].")(fn)
 
 
 @runs.command("list")
 @_store_option
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def runs_list(store, limit, as_json):
+def runs_list(store, notebook, limit, as_json):
     """Recorded runs, newest first."""
-    with _open_store(store, None) as rs:
+    with _open_store(store, notebook) as rs:
         records = rs.list_runs(limit=limit)
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in records], indent=2, allow_nan=False))
@@ -229,9 +232,9 @@ def runs_list(store, limit, as_json):
 @click.argument("run_id", default="latest")
 @_store_option
 @click.option("--json", "as_json", is_flag=True)
-def runs_show(run_id, store, as_json):
+def runs_show(run_id, store, notebook, as_json):
     """One run: parameters, metrics and every step (RUN is an id, a unique prefix or 'latest')."""
-    with _open_store(store, None) as rs:
+    with _open_store(store, notebook) as rs:
         record = rs.get_run(run_id)
     if as_json:
         click.echo(json.dumps(record.to_dict(), indent=2, allow_nan=False))
@@ -273,9 +276,9 @@ def runs_show(run_id, store, as_json):
 @click.argument("run_b")
 @_store_option
 @click.option("--json", "as_json", is_flag=True)
-def runs_compare(run_a, run_b, store, as_json):
+def runs_compare(run_a, run_b, store, notebook, as_json):
     """Parameters and metrics of two runs side by side."""
-    with _open_store(store, None) as rs:
+    with _open_store(store, notebook) as rs:
         a, b = rs.get_run(run_a), rs.get_run(run_b)
     ma = {m.name: m.value for m in a.metrics}
     mb = {m.name: m.value for m in b.metrics}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import warnings
 from dataclasses import dataclass, field
 
 # Names every IPython kernel provides; reading them never makes an input.
@@ -111,7 +112,9 @@ def parse_cell(source: str) -> ast.Module:
     except Exception as exc:  # the transformer chokes on some malformed magics
         raise CellSyntaxError(f"cannot read IPython syntax: {exc}", None) from None
     try:
-        return ast.parse(python)
+        with warnings.catch_warnings():  # e.g. "invalid escape sequence" in the user's code
+            warnings.simplefilter("ignore")
+            return ast.parse(python)
     except SyntaxError as exc:
         raise CellSyntaxError(exc.msg or "invalid syntax", exc.lineno) from None
 
@@ -320,7 +323,7 @@ class _TopLevel:
         for name in _function_free_names(node):
             self.flow.function_read(name)
         if not self.read_only:
-            for name in _function_globals_assigned(node):
+            for name in sorted(_function_globals_assigned(node)):  # sorted: stable across processes
                 self.flow.bind(name)
 
     def _class_body(self, body: list[ast.stmt]) -> None:
@@ -396,10 +399,20 @@ def _lambdas(node: ast.expr) -> list[ast.Lambda]:
     return [n for n in ast.walk(node) if isinstance(n, ast.Lambda)]
 
 
-def _function_free_names(fn) -> set[str]:
-    """Names a function (or lambda) body reads that are not local to it (free or global)."""
-    symtable_free = _free_via_scopes(fn)
-    return {n for n in symtable_free if n not in BUILTIN_NAMES}
+def _function_free_names(fn) -> list[str]:
+    """Names a function (or lambda) body reads that are not local to it (free or global).
+
+    Returned in source order, never in set order: set order of strings changes from one
+    process to the next (hash randomisation) and would make specs and hashes unstable.
+    """
+    free = {n for n in _free_via_scopes(fn) if n not in BUILTIN_NAMES}
+    first: dict[str, tuple[int, int]] = {}
+    for n in ast.walk(fn):
+        if isinstance(n, ast.Name) and n.id in free:
+            pos = (getattr(n, "lineno", 0), getattr(n, "col_offset", 0))
+            if n.id not in first or pos < first[n.id]:
+                first[n.id] = pos
+    return sorted(free, key=lambda name: (first.get(name, (0, 0)), name))
 
 
 def _free_via_scopes(fn) -> set[str]:
@@ -439,6 +452,9 @@ def _free_via_scopes(fn) -> set[str]:
                 for item in n.body:
                     if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
                         free |= {x for x in _free_via_scopes(item) if x not in local}
+                    else:  # the class body itself runs in the enclosing function
+                        free |= {x.id for x in _walk_same_scope(item) if isinstance(x, ast.Name)
+                                 and isinstance(x.ctx, ast.Load) and x.id not in local}
             elif isinstance(n, (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)):
                 reads, _ = _expr_names(n)
                 free |= {x for x in reads if x not in local}
@@ -452,7 +468,7 @@ def _walk_same_scope(node: ast.AST):
     while stack:
         n = stack.pop()
         yield n
-        if n is not node and isinstance(
+        if isinstance(  # the root too: a nested `def` statement's body is its own scope
             n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef,
                 ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)
         ):

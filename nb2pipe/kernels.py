@@ -13,6 +13,9 @@ one kills its child processes too; ipykernel exits by itself if the runner dies 
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -86,13 +89,16 @@ class KernelPool:
             self._log.close()
 
     def _start_one(self):
-        from jupyter_client.manager import KernelManager
+        return asyncio.run(self._start())
 
-        km = KernelManager(kernel_name=self.kernel_name)
-        if self._log is not None:
-            km.start_kernel(cwd=self.cwd, stdout=self._log, stderr=self._log)
-        else:
-            km.start_kernel(cwd=self.cwd)
+    async def _start(self):
+        # An async kernel manager: nbclient needs an async client so that it can notice a dead
+        # kernel while waiting for a reply (a blocking client would wait forever).
+        from jupyter_client.manager import AsyncKernelManager
+
+        km = AsyncKernelManager(kernel_name=self.kernel_name)
+        streams = {"stdout": self._log, "stderr": self._log} if self._log is not None else {}
+        await km.start_kernel(cwd=self.cwd, **streams)
         with self._lock:
             self._live.add(km)
             closed = self._closed
@@ -102,7 +108,7 @@ class KernelPool:
         kc = km.client()
         try:
             kc.start_channels()
-            kc.wait_for_ready(timeout=self.startup_timeout)
+            await kc.wait_for_ready(timeout=self.startup_timeout)
         except Exception as exc:
             self.discard(km)
             raise KernelStartError(f"kernel '{self.kernel_name}' did not start: {exc}") from exc
@@ -116,13 +122,18 @@ class KernelPool:
 
 
 def _kill(km) -> None:
-    try:
-        km.shutdown_kernel(now=True)
-    except Exception:
-        try:  # last resort: the provisioner may already be gone
-            km.kill_kernel()
-        except Exception:
+    # SIGKILL the kernel's whole process group first (its children too), from any thread, without
+    # touching the manager's state; then let the manager clean up its files in a private loop.
+    pgid = getattr(km.provisioner, "pgid", None) if km.provisioner is not None else None
+    if pgid:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except OSError:
             pass
+    try:
+        asyncio.run(km.shutdown_kernel(now=True))
+    except Exception:
+        pass
 
 
 def kill_kernel_now(km) -> None:

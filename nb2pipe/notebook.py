@@ -132,6 +132,9 @@ def _first_schema_error(node) -> str | None:
         if len(msg) > 160:
             msg = msg[:157] + "..."
         return f"{where}: {msg}"
+    except Exception as exc:  # nbformat's validator trips over some shapes (e.g. a cell that is a number)
+        msg = " ".join(str(exc).split())[:160]
+        return f"malformed structure ({type(exc).__name__}: {msg})"
     return None
 
 
@@ -141,7 +144,10 @@ def kernel_of(node) -> tuple[str, str, bool]:
     spec = meta.get("kernelspec") or {}
     info = meta.get("language_info") or {}
     name = spec.get("name") if isinstance(spec, dict) else None
-    language = (spec.get("language") if isinstance(spec, dict) else None) or info.get("name")
+    language = (spec.get("language") if isinstance(spec, dict) else None) or (
+        info.get("name") if isinstance(info, dict) else None)
+    name = name if isinstance(name, str) else None  # hand-edited metadata can hold anything
+    language = language if isinstance(language, str) else None
     if not name:
         return DEFAULT_KERNEL, language or "python", True
     if not language:

@@ -13,6 +13,7 @@ import errno
 import hashlib
 import os
 import re
+import stat
 import time
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -125,9 +126,10 @@ class ObjectStore:
         if sha256 is not None:
             check_sha256(sha256)
         try:
-            src_size = os.stat(src).st_size
+            src_stat = os.stat(src)
         except OSError as e:
             raise _io_error("read", src, e) from e
+        src_size = src_stat.st_size
         if size is not None and size != src_size:
             raise StoreError(f"{src}: size {src_size} does not match the expected {size}")
 
@@ -143,22 +145,33 @@ class ObjectStore:
             return sha256
 
         tmp = self._new_temp_path()
+        renamed = False
         try:
             if move:
                 try:
                     os.replace(src, tmp)
+                    renamed = True
                 except OSError as e:
                     if e.errno != errno.EXDEV:
                         raise _io_error("move", src, e) from e
                     self._copy_into(src, tmp, hash_it=False)
-                    _unlink_quietly(src)
             else:
                 copied_sha = self._copy_into(src, tmp, hash_it=sha256 is None)
                 sha256 = sha256 or copied_sha
             assert sha256 is not None
             self._publish(tmp, sha256, src_size)
+        except BaseException:
+            if renamed:  # a failed put must not eat the caller's file
+                try:
+                    os.replace(tmp, src)
+                    os.chmod(src, stat.S_IMODE(src_stat.st_mode))
+                except OSError:
+                    pass
+            raise
         finally:
             _unlink_quietly(tmp)
+        if move and not renamed:
+            _unlink_quietly(src)  # copied across filesystems: the source goes only after success
         return sha256
 
     def put_bytes(self, data: bytes | bytearray | memoryview) -> str:

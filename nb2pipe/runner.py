@@ -27,6 +27,7 @@ Design
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import threading
@@ -188,6 +189,9 @@ class LocalRunner:
     def _schedule(self, run: RunRecord, selected: list[str], forced: set[str],
                   available: dict[str, dict[str, ArtifactRef]], pool: KernelPool) -> None:
         records = {s.name: s for s in run.steps}
+        # Scheduling decisions read only `state`, which this thread alone writes: a worker thread
+        # marks its record succeeded before this loop has collected its outputs.
+        state: dict[str, Status] = {s.name: Status.PENDING for s in run.steps}
         pending = list(selected)
         running: dict[Future, str] = {}
         executing = False  # once a step needs a kernel, keep kernels booting ahead
@@ -196,16 +200,17 @@ class LocalRunner:
                 self._check_cancel()
                 progressed = False
                 for name in list(pending):
-                    if self._cancel is not None or (self.opts.fail_fast and self._any_failed(records)):
+                    if self._cancel is not None or (self.opts.fail_fast and self._any_failed(state)):
                         break
-                    state = self._upstream_state(name, records)
-                    if state == "wait":
+                    ready = self._upstream_state(name, state)
+                    if ready == "wait":
                         continue
                     pending.remove(name)
                     progressed = True
                     rec = records[name]
-                    if state == "failed":
+                    if ready == "failed":
                         self._skip(run, rec, "an upstream step failed")
+                        state[name] = Status.SKIPPED
                         continue
                     comp = self.spec.step(name)
                     inputs = self._inputs(comp, records, available)
@@ -213,7 +218,9 @@ class LocalRunner:
                                          self.env_fingerprint, self.serializer_versions)
                     if self.opts.cache and comp.options.cache and name not in forced and self._try_cache(run, rec, key):
                         available[name] = {r.name: r for r in rec.outputs}
+                        state[name] = Status.CACHED
                         continue
+                    state[name] = Status.RUNNING
                     executing = True
                     rec.status, rec.started, rec.cache_key = Status.RUNNING, time.time(), key
                     rec.spec_hash = comp.content_hash
@@ -222,12 +229,13 @@ class LocalRunner:
                     self._record(run, rec)
                     running[pool_exec.submit(self._execute, run, comp, rec, inputs, pool)] = name
                 if executing:
-                    waiting = sum(1 for n in pending if self._upstream_state(n, records) != "failed")
+                    waiting = sum(1 for n in pending if self._upstream_state(n, state) != "failed")
                     pool.prefill(min(self.workers + 1, waiting + max(0, self.workers - len(running))) - len(running)
                                  if waiting else 0)
-                if self.opts.fail_fast and self._any_failed(records):
+                if self.opts.fail_fast and self._any_failed(state):
                     for name in pending:
                         self._skip(run, records[name], "not started: --fail-fast after a failure")
+                        state[name] = Status.SKIPPED
                     pending.clear()
                 if not running:
                     if pending and not progressed:  # cannot happen with a valid DAG
@@ -239,6 +247,7 @@ class LocalRunner:
                     rec = fut.result()  # _execute never raises; it records failures
                     if rec.status == Status.SUCCEEDED:
                         available[name] = {r.name: r for r in rec.outputs}
+                    state[name] = rec.status
             if self._cancel is not None:
                 for name in pending:
                     self._skip(run, records[name], "run cancelled")
@@ -248,17 +257,17 @@ class LocalRunner:
             self.pool.kill_all()
 
     @staticmethod
-    def _any_failed(records: dict[str, StepRecord]) -> bool:
-        return any(r.status == Status.FAILED for r in records.values())
+    def _any_failed(state: dict[str, Status]) -> bool:
+        return any(s == Status.FAILED for s in state.values())
 
-    def _upstream_state(self, name: str, records: dict[str, StepRecord]) -> str:
+    def _upstream_state(self, name: str, state: dict[str, Status]) -> str:
         for up in self.spec.step(name).upstreams:
-            rec = records.get(up)
-            if rec is None:  # not part of this run (--step): its outputs come from the store
+            status = state.get(up)
+            if status is None:  # not part of this run (--step): its outputs come from the store
                 continue
-            if rec.status in (Status.FAILED, Status.SKIPPED):
+            if status in (Status.FAILED, Status.SKIPPED):
                 return "failed"
-            if rec.status not in (Status.SUCCEEDED, Status.CACHED):
+            if status not in (Status.SUCCEEDED, Status.CACHED):
                 return "wait"
         return "ready"
 
@@ -336,6 +345,8 @@ class LocalRunner:
         import papermill
         from papermill.exceptions import PapermillExecutionError
 
+        from .engine import ENGINE_NAME
+
         attempt_dir = self.ws.run_dir(run.id) / comp.name / f"attempt-{attempt}"
         out_dir = attempt_dir / "outputs"
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -370,7 +381,7 @@ class LocalRunner:
         try:
             executed = papermill.execute_notebook(
                 step_nb, str(partial), parameters=self.parameters or None, kernel_name=self.spec.kernel_name,
-                progress_bar=False, log_output=False, km=km,
+                progress_bar=False, log_output=False, km=km, engine_name=ENGINE_NAME,
                 execution_timeout=comp.options.timeout, start_timeout=self.opts.startup_timeout,
             )
         except PapermillExecutionError as exc:
@@ -397,7 +408,10 @@ class LocalRunner:
         cell_index, cell_id = None, None
         try:
             nb = nbformat.read(str(partial), as_version=4)
-            cell = nb.cells[exc.cell_index] if 0 <= exc.cell_index < len(nb.cells) else None
+            # exc.cell_index counts the cells as executed; papermill then inserted its error
+            # banner and anchor (markdown cells with its marker tag) before writing the file.
+            cells = [c for c in nb.cells if "papermill-error-cell-tag" not in c.metadata.get("tags", [])]
+            cell = cells[exc.cell_index] if 0 <= exc.cell_index < len(cells) else None
         except Exception:
             cell = None
         if cell is not None:
@@ -451,13 +465,7 @@ class LocalRunner:
         idx = last_ran.metadata["nb2pipe"]["source_cell"]
         runnable = [c for c in own if "skip-execution" not in c.metadata.get("tags", [])]
         if runnable and last_ran is runnable[-1]:
-            save = executed.cells[-1].source
-            kc = km.client()
-            try:
-                kc.start_channels()
-                reply = kc.execute_interactive(save, timeout=600, output_hook=lambda msg: None)
-            finally:
-                kc.stop_channels()
+            reply = asyncio.run(_execute_in(km, executed.cells[-1].source))
             content = reply.get("content", {})
             if content.get("status") == "ok":
                 return None
@@ -537,6 +545,15 @@ class LocalRunner:
             if m.name in comp.metrics:
                 out[m.name] = {"value": m.value, "flag": m.flag}
         return out
+
+
+async def _execute_in(km, code: str) -> dict:
+    kc = km.client()
+    kc.start_channels()
+    try:
+        return await kc.execute_interactive(code, timeout=600, output_hook=lambda msg: None)
+    finally:
+        kc.stop_channels()
 
 
 def _metric(name: str, entry: dict) -> Metric:
