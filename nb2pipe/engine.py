@@ -9,13 +9,12 @@ registry as "nb2pipe".
 
 from __future__ import annotations
 
-import time
-from queue import Empty
-
 from nbclient.util import ensure_async, run_hook, run_sync
 from papermill.clientwrap import PapermillNotebookClient
 from papermill.engines import NBClientEngine, papermill_engines
 from papermill.utils import merge_kwargs, remove_args
+
+from .kernels import handshake
 
 ENGINE_NAME = "nb2pipe"
 
@@ -26,7 +25,7 @@ class StepClient(PapermillNotebookClient):
         self.kc = self.km.client()
         await ensure_async(self.kc.start_channels())
         try:
-            await _handshake(self.kc, self.startup_timeout)
+            await handshake(self.kc, self.startup_timeout)
         except Exception:
             self.kc.stop_channels()
             raise
@@ -36,29 +35,6 @@ class StepClient(PapermillNotebookClient):
 
     # nbclient binds its sync wrapper to the base coroutine at class creation: rebind it.
     start_new_kernel_client = run_sync(async_start_new_kernel_client)
-
-
-async def _handshake(kc, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if not await ensure_async(kc.is_alive()):
-            raise RuntimeError("kernel died before replying to kernel_info")
-        msg_id = kc.kernel_info()
-        try:
-            while True:
-                reply = await ensure_async(kc.get_shell_msg(timeout=1))
-                if reply.get("parent_header", {}).get("msg_id") == msg_id:
-                    break
-        except Empty:
-            if time.monotonic() > deadline:
-                raise TimeoutError("kernel did not reply to kernel_info") from None
-            continue
-        try:  # any IOPub message proves the SUB socket is connected (ZMQ slow joiner)
-            await ensure_async(kc.get_iopub_msg(timeout=0.05))
-            return
-        except Empty:
-            if time.monotonic() > deadline:
-                raise TimeoutError("kernel IOPub channel did not connect") from None
 
 
 class StepEngine(NBClientEngine):

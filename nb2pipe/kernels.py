@@ -21,6 +21,10 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 
 
+# As nbclient does: keep step code out of the user's IPython history (and its sqlite lock).
+KERNEL_ARGS = ("--HistoryManager.hist_file=:memory:",)
+
+
 class KernelStartError(Exception):
     pass
 
@@ -38,6 +42,10 @@ class KernelPool:
         self._live: set = set()  # every kernel manager we started and have not killed
         self._closed = False
         self._starter = ThreadPoolExecutor(max_workers=starters, thread_name_prefix="nb2pipe-kstart")
+        self._log_path = log_path
+        self._zygote: Zygote | None = None
+        if os.environ.get("NB2PIPE_FORK_KERNELS", "1") != "0" and zygote_compatible(kernel_name):
+            self._zygote = Zygote(cwd, log_path)
         self._reaper = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nb2pipe-kkill")
 
     def prefill(self, count: int) -> None:
@@ -85,6 +93,8 @@ class KernelPool:
         self._starter.shutdown(wait=True)
         self.kill_all()
         self._reaper.shutdown(wait=wait)
+        if self._zygote is not None:
+            self._zygote.close()
         if self._log is not None and wait:
             self._log.close()
 
@@ -96,9 +106,12 @@ class KernelPool:
         # kernel while waiting for a reply (a blocking client would wait forever).
         from jupyter_client.manager import AsyncKernelManager
 
-        km = AsyncKernelManager(kernel_name=self.kernel_name)
+        if self._zygote is not None:
+            km = forked_kernel_manager(self._zygote, self.kernel_name)
+        else:
+            km = AsyncKernelManager(kernel_name=self.kernel_name)
         streams = {"stdout": self._log, "stderr": self._log} if self._log is not None else {}
-        await km.start_kernel(cwd=self.cwd, **streams)
+        await km.start_kernel(cwd=self.cwd, extra_arguments=list(KERNEL_ARGS), **streams)
         with self._lock:
             self._live.add(km)
             closed = self._closed
@@ -108,7 +121,7 @@ class KernelPool:
         kc = km.client()
         try:
             kc.start_channels()
-            await kc.wait_for_ready(timeout=self.startup_timeout)
+            await handshake(kc, self.startup_timeout)
         except Exception as exc:
             self.discard(km)
             raise KernelStartError(f"kernel '{self.kernel_name}' did not start: {exc}") from exc
@@ -119,6 +132,36 @@ class KernelPool:
     def owns(self, km) -> bool:
         with self._lock:
             return km in self._live
+
+
+async def handshake(kc, timeout: float) -> None:
+    """Prove a kernel is ready: one kernel_info reply on shell and one message on IOPub.
+
+    jupyter_client's wait_for_ready does the same but always sleeps 0.2 s flushing IOPub.
+    """
+    import time
+    from queue import Empty
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if not await kc.is_alive():
+            raise RuntimeError("kernel died before replying to kernel_info")
+        msg_id = kc.kernel_info()
+        try:
+            while True:
+                reply = await kc.get_shell_msg(timeout=1)
+                if reply.get("parent_header", {}).get("msg_id") == msg_id:
+                    break
+        except Empty:
+            if time.monotonic() > deadline:
+                raise TimeoutError("kernel did not reply to kernel_info") from None
+            continue
+        try:  # any IOPub message proves the SUB socket is connected (ZMQ slow joiner)
+            await kc.get_iopub_msg(timeout=0.05)
+            return
+        except Empty:
+            if time.monotonic() > deadline:
+                raise TimeoutError("kernel IOPub channel did not connect") from None
 
 
 def _kill(km) -> None:
@@ -145,3 +188,145 @@ def available_kernels() -> list[str]:
     from jupyter_client.kernelspec import KernelSpecManager
 
     return sorted(KernelSpecManager().find_kernel_specs())
+
+
+class Zygote:
+    """Client side of the kernel fork server (see zygote.py)."""
+
+    def __init__(self, cwd: str, log_path: str | None):
+        import subprocess
+        import sys
+
+        self.log_path = log_path
+        self._lock = threading.Lock()
+        log = open(log_path, "ab") if log_path else subprocess.DEVNULL
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "nb2pipe.zygote"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=log, cwd=cwd, start_new_session=True,
+        )
+        if log_path:
+            log.close()
+        self._ready = None
+
+    def wait_ready(self, timeout: float) -> None:
+        import json
+        import select
+
+        if self._ready is not None:
+            return
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline() if ready else b""
+        if not line:
+            raise KernelStartError("the kernel fork server did not start")
+        self._ready = json.loads(line)["ready"]
+
+    def spawn(self, connection_file: str, cwd: str, env: dict, timeout: float) -> int:
+        import json
+
+        with self._lock:
+            self.wait_ready(timeout)
+            request = {"connection_file": connection_file, "cwd": cwd, "env": env, "log": self.log_path,
+                       "argv": list(KERNEL_ARGS)}
+            try:
+                self.proc.stdin.write((json.dumps(request) + "\n").encode())
+                self.proc.stdin.flush()
+                reply = json.loads(self.proc.stdout.readline() or b'{"error": "fork server exited"}')
+            except (OSError, ValueError) as exc:
+                raise KernelStartError(f"the kernel fork server failed: {exc}") from exc
+        if "pid" not in reply:
+            raise KernelStartError(f"the kernel fork server failed: {reply.get('error')}")
+        return reply["pid"]
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=2)
+        except Exception:
+            self.proc.kill()
+
+
+class ForkedProcess:
+    """The Popen-like view jupyter_client's provisioner needs of a kernel the zygote forked.
+
+    The kernel is the zygote's child, not ours: liveness is read from /proc, and the zygote
+    reaps it.
+    """
+
+    stdin = stdout = stderr = None  # the provisioner closes these if set
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.returncode = None
+
+    def poll(self):
+        if self.returncode is None:
+            try:
+                with open(f"/proc/{self.pid}/stat", "rb") as f:
+                    state = f.read().rsplit(b")", 1)[1].split()[0]
+                if state in (b"Z", b"X"):
+                    self.returncode = -9
+            except (OSError, IndexError):
+                self.returncode = -9
+        return self.returncode
+
+    def wait(self, timeout=None):
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                import subprocess
+
+                raise subprocess.TimeoutExpired(str(self.pid), timeout)
+            time.sleep(0.01)
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        try:
+            os.killpg(self.pid, signum)
+        except OSError:
+            pass
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+
+def zygote_compatible(kernel_name: str) -> bool:
+    """True when the kernelspec launches this interpreter's own ipykernel."""
+    import sys
+
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        spec = KernelSpecManager().get_kernel_spec(kernel_name)
+    except NoSuchKernel:
+        return False
+    argv = list(spec.argv)
+    if spec.env or len(argv) < 4 or argv[1:3] != ["-m", "ipykernel_launcher"]:
+        return False
+    exe = argv[0]
+    same = exe in ("python", "python3") or os.path.realpath(exe) == os.path.realpath(sys.executable)
+    return same and argv[3:] == ["-f", "{connection_file}"]
+
+
+def forked_kernel_manager(zygote: Zygote, kernel_name: str):
+    """An AsyncKernelManager whose kernel is forked by the zygote instead of launched."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class ForkedKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            prov = self.provisioner
+            env = dict(kw.get("env") or os.environ)
+            cwd = str(kw.get("cwd") or os.getcwd())
+            pid = await asyncio.to_thread(zygote.spawn, self.connection_file, cwd, env, 60)
+            prov.process = ForkedProcess(pid)
+            prov.pid, prov.pgid, prov.cwd = pid, pid, cwd
+            self._reconcile_connection_info(prov.connection_info)
+
+    return ForkedKernelManager(kernel_name=kernel_name)
