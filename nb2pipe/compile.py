@@ -168,7 +168,8 @@ class Compiler:
         try:
             flow.add_cell(source, ann.index)
         except CellSyntaxError as exc:
-            self.problem(ann, f"invalid syntax: {exc}", "fix the Python syntax of this cell",
+            detail = "" if str(exc) == "invalid syntax" else f": {exc}"  # never say it twice
+            self.problem(ann, f"invalid syntax{detail}", "fix the Python syntax of this cell",
                          code="syntax", line=exc.line)
 
     def _check_names(self, steps: list[StepSource]) -> None:

@@ -101,7 +101,9 @@ def parse_notebook_text(text: str, shown: str) -> nbformat.NotebookNode:
         if major == 3:
             from nbformat.v3.rwbase import rejoin_lines
 
-            node = nbformat.convert(rejoin_lines(node), 4)  # v3 files store sources as line lists
+            node = rejoin_lines(node)  # v3 files store sources as line lists; the upgrade needs str
+        node = nbformat.convert(node, 4)
+        if major == 3:
             # The upgrade invents random cell ids; drop them so specs stay deterministic
             # (a v4.4 notebook without ids is valid).
             for cell in node.cells:
