@@ -23,7 +23,7 @@ def store_root(notebook: str | os.PathLike | None, store: str | os.PathLike | No
 
 def run(path, parameters: dict | None = None, store=None, workers: int | None = None, cache: bool = True,
         *, steps: list[str] | None = None, from_step: str | None = None, fail_fast: bool = False,
-        strict: bool = False, on_change=None, _text_parameters: frozenset[str] = frozenset()) -> RunRecord:
+        strict: bool = False, on_change=None, _text_parameters: frozenset[str] = frozenset(), _checked=None) -> RunRecord:
     """Run a notebook's pipeline locally and return its RunRecord.
 
     Invalid input raises (NotebookReadError, PipelineInvalid, UsageError) before anything runs;
@@ -31,19 +31,22 @@ def run(path, parameters: dict | None = None, store=None, workers: int | None = 
     """
     from .compile import check_notebook
     from .errors import PipelineInvalid, UsageError
-    from .kernels import available_kernels
+    from .kernels import available_kernels, kernel_installed
     from .notebook import read_notebook
     from .parameters import resolve_parameters
     from .runner import LocalRunner, RunOptions, Workspace
 
-    nb = read_notebook(path)
-    result = check_notebook(path, strict=strict, notebook=nb)
+    if _checked is not None:  # the CLI already read and checked it for its progress display
+        nb, result = _checked
+    else:
+        nb = read_notebook(path)
+        result = check_notebook(path, strict=strict, notebook=nb)
     if result.errors or result.spec is None:
         raise PipelineInvalid(result.diagnostics)
     spec = result.spec
     values = resolve_parameters(spec.parameters, dict(parameters or {}), from_text=_text_parameters)
-    kernels = available_kernels()
-    if spec.kernel_name not in kernels:
+    if not kernel_installed(spec.kernel_name):
+        kernels = available_kernels()
         raise UsageError(f"{path}: kernel '{spec.kernel_name}' is not installed; available kernels: "
                          f"{', '.join(kernels) or 'none'} (fix: install it, or change the notebook's kernel)")
     ws = Workspace(store_root(path, store))

@@ -145,14 +145,17 @@ def run(notebook, params, params_file, params_yaml, store, workers, no_cache, st
     from .compile import check_notebook
 
     # Validate first (also gives the step list for the progress table); api.run checks again.
-    checked = check_notebook(notebook, strict=strict)
+    from .notebook import read_notebook
+
+    nb = read_notebook(notebook)
+    checked = check_notebook(notebook, strict=strict, notebook=nb)
     for d in checked.warnings:
         click.echo(str(d), err=True)
     names = [s.name for s in checked.spec.steps] if checked.spec else []
     with progress_for(names if not steps else list(steps), quiet=as_json) as progress:
         record = api.run(notebook, given, store=store, workers=workers, cache=not no_cache, steps=list(steps),
                          from_step=from_step, fail_fast=fail_fast, strict=strict, on_change=progress,
-                         _text_parameters=text_names)
+                         _text_parameters=text_names, _checked=(nb, checked))
     if as_json:
         click.echo(json.dumps(record.to_dict(), indent=2, allow_nan=False))
     else:

@@ -45,6 +45,10 @@ def fingerprint(cache_dir: str | os.PathLike | None = None) -> str:
 def _path_stamp() -> str:
     parts = []
     for entry in sys.path:
+        # Only folders that hold installed distributions: the cwd and source trees change with
+        # every file written there.
+        if not (entry.endswith(("site-packages", "dist-packages")) or entry.endswith(".zip")):
+            continue
         try:
             parts.append(f"{entry}:{os.stat(entry or '.').st_mtime_ns}")
         except OSError:

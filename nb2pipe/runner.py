@@ -107,6 +107,7 @@ class LocalRunner:
         self._cancel: int | None = None
         self._lock = threading.Lock()
         self._running_kernels: dict[str, object] = {}
+        self.pool: KernelPool | None = None
         self._metrics: dict[str, dict] = {}  # step -> {name: {"value", "flag"}} from metrics.json
 
     # --- public --------------------------------------------------------------------------
@@ -129,23 +130,29 @@ class LocalRunner:
         self.env_fingerprint = env["env_fingerprint"]
         available = self._reused_upstream_outputs(selected)
         self.ws.runs.create_run(run)
-        run_dir = self.ws.run_dir(run.id)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        pool = KernelPool(self.spec.kernel_name, str(self.nb.folder), self.opts.startup_timeout,
-                          log_path=str(run_dir / "kernels.log"))
-        self.pool = pool
         try:
-            self._schedule(run, selected, forced, available, pool)
+            self._schedule(run, selected, forced, available)
         except Cancelled as exc:
             self._cancel = exc.signum
         finally:
-            pool.close(wait=False)
+            if self.pool is not None:
+                self.pool.close(wait=False)
         return self._finish(run)
+
+    def _kernels(self, run: RunRecord) -> KernelPool:
+        """The kernel pool, created when the first step needs a kernel (a fully cached run starts
+        none, nor the fork server)."""
+        if self.pool is None:
+            run_dir = self.ws.run_dir(run.id)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            self.pool = KernelPool(self.spec.kernel_name, str(self.nb.folder), self.opts.startup_timeout,
+                                   log_path=str(run_dir / "kernels.log"))
+        return self.pool
 
     def cancel(self, signum: int) -> None:
         """Called from a signal handler: stop scheduling and kill every kernel."""
         self._cancel = signum
-        pool = getattr(self, "pool", None)
+        pool = self.pool
         if pool is not None:
             threading.Thread(target=pool.kill_all, daemon=True).start()
 
@@ -187,14 +194,13 @@ class LocalRunner:
 
     # --- scheduling -----------------------------------------------------------------------
     def _schedule(self, run: RunRecord, selected: list[str], forced: set[str],
-                  available: dict[str, dict[str, ArtifactRef]], pool: KernelPool) -> None:
+                  available: dict[str, dict[str, ArtifactRef]]) -> None:
         records = {s.name: s for s in run.steps}
         # Scheduling decisions read only `state`, which this thread alone writes: a worker thread
         # marks its record succeeded before this loop has collected its outputs.
         state: dict[str, Status] = {s.name: Status.PENDING for s in run.steps}
         pending = list(selected)
         running: dict[Future, str] = {}
-        executing = False  # once a step needs a kernel, keep kernels booting ahead
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="nb2pipe-step") as pool_exec:
             while pending or running:
                 self._check_cancel()
@@ -227,11 +233,14 @@ class LocalRunner:
                     rec.parameters = {p: _jsonable(self.parameters[p]) for p in comp.parameters if p in self.parameters}
                     rec.inputs = list(inputs.values())
                     self._record(run, rec)
+                    pool = self._kernels(run)
                     running[pool_exec.submit(self._execute, run, comp, rec, inputs, pool)] = name
-                if executing:
+                if self.pool is not None:
+                    # Keep kernels booting ahead for the steps queued behind busy workers and the
+                    # ones still waiting on upstreams (most of which will need one).
                     waiting = sum(1 for n in pending if self._upstream_state(n, state) != "failed")
-                    pool.prefill(min(self.workers + 1, waiting + max(0, self.workers - len(running))) - len(running)
-                                 if waiting else 0)
+                    queued = max(0, len(running) - self.workers)
+                    self.pool.prefill(min(self.workers + 1, queued + waiting))
                 if self.opts.fail_fast and self._any_failed(state):
                     for name in pending:
                         self._skip(run, records[name], "not started: --fail-fast after a failure")
@@ -253,7 +262,7 @@ class LocalRunner:
                     self._skip(run, records[name], "run cancelled")
 
     def _check_cancel(self) -> None:
-        if self._cancel is not None:
+        if self._cancel is not None and self.pool is not None:
             self.pool.kill_all()
 
     @staticmethod
