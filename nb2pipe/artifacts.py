@@ -14,6 +14,7 @@ represent losslessly ends up pickled instead of silently changed.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import hashlib
 import io
@@ -522,7 +523,11 @@ class SerializerRegistry:
     and always before any explicit ``register`` so code registrations win over plugins.
     """
 
-    def __init__(self, serializers: list[Any] | tuple[Any, ...] = (), entry_point_group: str | None = ENTRY_POINT_GROUP):
+    def __init__(
+        self,
+        serializers: list[Any] | tuple[Any, ...] = (),
+        entry_point_group: str | None = ENTRY_POINT_GROUP,
+    ):
         self._order: list[Any] = []
         self._group = entry_point_group
         self._entry_points_loaded = entry_point_group is None
@@ -534,8 +539,9 @@ class SerializerRegistry:
         return cls(builtin_serializers(), entry_point_group=entry_point_group)
 
     def register(self, serializer: Any, first: bool = False) -> Any:
+        """Add a serializer (an instance, or a class to instantiate); returns its argument."""
         self._load_entry_points()
-        self._insert(serializer, first=first)
+        self._insert(serializer() if isinstance(serializer, type) else serializer, first=first)
         return serializer
 
     def unregister(self, name: str) -> None:
@@ -605,7 +611,7 @@ default_registry = SerializerRegistry.with_builtins()
 
 
 def register(serializer: Any, first: bool = False) -> Any:
-    """Register a serializer in the default registry (usable as a decorator on instances)."""
+    """Register a serializer in the default registry (also usable as a class decorator)."""
     return default_registry.register(serializer, first=first)
 
 
@@ -633,8 +639,6 @@ def unserializable_reason(value: Any) -> str | None:
         return "an open file cannot cross steps; pass the path and reopen it"
     if isinstance(value, types.ModuleType):
         return "a module cannot cross steps; import it in the consuming step (or in a `setup` cell)"
-    import _thread
-
     if isinstance(value, (_thread.LockType, _thread.RLock)):
         return "a lock cannot cross steps; create it in the consuming step"
     th = sys.modules.get("threading")
@@ -645,7 +649,10 @@ def unserializable_reason(value: Any) -> str | None:
         return "a socket cannot cross steps; reconnect in the consuming step"
     for cls in type(value).__mro__:
         if cls.__module__.partition(".")[0] in _DB_MODULES and cls.__name__.endswith(_DB_SUFFIXES):
-            return "a database connection cannot cross steps; pass its path or URL and reconnect in the consuming step"
+            return (
+                "a database connection cannot cross steps; "
+                "pass its path or URL and reconnect in the consuming step"
+            )
     return None
 
 
@@ -708,7 +715,8 @@ def _dump_one(serializer: Any, name: str, value: Any, fd: int) -> tuple[str, int
             if writer.io_error is not None:
                 raise writer.io_error from e
             raise SerializationError(
-                f"output {name!r} ({_type_label(value)}): serializer {serializer.name!r} failed: {type(e).__name__}: {e}"
+                f"output {name!r} ({_type_label(value)}): serializer {serializer.name!r} failed: "
+                f"{type(e).__name__}: {e}"
             ) from e
         finally:
             writer.stop()
@@ -730,14 +738,19 @@ def _write_json_atomically(path: str, data: Any) -> None:
         raise
 
 
-def save_outputs(values: dict[str, Any], out_dir: str | os.PathLike, *, registry: SerializerRegistry | None = None) -> dict:
+def save_outputs(
+    values: dict[str, Any],
+    out_dir: str | os.PathLike,
+    *,
+    registry: SerializerRegistry | None = None,
+) -> dict:
     """Write each value to ``out_dir/<name>.<ext>`` and then ``out_dir/manifest.json``; return the manifest.
 
     All-or-nothing: names and known-bad values are checked before anything is written, every
     value is dumped to a temp file (hashed while written), and only when all dumps succeeded
     are they renamed into place, followed by the manifest. Any failure removes this call's files.
     """
-    registry = registry or default_registry
+    registry = registry if registry is not None else default_registry
     out_dir = os.fspath(out_dir)
     plans = []
     for name, value in values.items():
@@ -801,7 +814,8 @@ def load_value(
 ) -> Any:
     """Load one artifact file; with ``verify`` its sha256 is checked first (StoreError on mismatch)."""
     path = os.fspath(path)
-    s = (registry or default_registry).get(serializer) if isinstance(serializer, str) else serializer
+    if isinstance(serializer, str):
+        serializer = (registry if registry is not None else default_registry).get(serializer)
     try:
         if verify:
             if sha256 is None:
@@ -809,7 +823,7 @@ def load_value(
             actual = sha256_file(path)
             if actual != sha256:
                 raise StoreError(f"{path}: content sha256 {actual} does not match the recorded {sha256}")
-        return s.load(path)
+        return serializer.load(path)
     except FileNotFoundError as e:
         raise StoreError(f"artifact file {path} is missing") from e
     except OSError as e:

@@ -392,6 +392,9 @@ class LocalRunner:
                 step_nb, str(partial), parameters=self.parameters or None, kernel_name=self.spec.kernel_name,
                 progress_bar=False, log_output=False, km=km, engine_name=ENGINE_NAME,
                 execution_timeout=comp.options.timeout, start_timeout=self.opts.startup_timeout,
+                # Save at start and end, and every 30 s during a long cell (papermill autosave);
+                # not after every cell: each save re-validates the whole notebook.
+                request_save_on_cell_execute=False, autosave_cell_every=30,
             )
         except PapermillExecutionError as exc:
             error = self._cell_error(partial, exc)
