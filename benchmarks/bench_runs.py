@@ -4,6 +4,7 @@ Every workload uses trivial steps, so what is measured is overhead. Targets (iss
   (a) 10-step linear pipeline            <= 4x  papermill running the same 10 cells as one notebook
   (b) the same                           <= 0.3x ten sequential papermill runs, one per step
   (c) 1 -> 8 -> 1 fan-out, --workers 2   <= 0.6x --workers 1
+  (c') the same with branches that wait 0.3 s (informative: where --workers pays off)
   (d) re-running (a) unchanged, CLI      <= 0.5 s median
   (e) 100 MB DataFrame + 100 MB array     <= 1.5x raw parquet/npy write + read
   (f) slowest of 20 runs of (a)          <= 1.5x their median
@@ -51,6 +52,14 @@ def fanout(work: Path) -> Path:
     return write_nb(work / "fanout.ipynb", cells)
 
 
+def fanout_io(work: Path) -> Path:
+    """The fan-out with branches that wait 0.3 s (I/O-bound work): where --workers matters."""
+    cells = [("root = 1", ["step:root"])]
+    cells += [(f"import time\ntime.sleep(0.3)\nb{i} = root + {i}", [f"step:b{i}"]) for i in range(1, 9)]
+    cells += [("total = " + " + ".join(f"b{i}" for i in range(1, 9)), ["step:sink"])]
+    return write_nb(work / "fanout_io.ipynb", cells)
+
+
 def transfer(work: Path, passed: bool) -> Path:
     make = ("import numpy as np, pandas as pd\n"
             "rng = np.random.default_rng(0)\n"
@@ -59,9 +68,10 @@ def transfer(work: Path, passed: bool) -> Path:
     if passed:
         return write_nb(work / "transfer.ipynb", [(make, ["step:make"]),
                                                   ("n = len(df) + arr.size", ["step:use"])])
-    # Control: the same data made, nothing passed; the difference is the transfer.
+    # Control: the same data made, nothing passed, and the consumer imports what loading needs;
+    # the difference is the transfer itself (save, hash, store, load).
     return write_nb(work / "control.ipynb", [(make + "n0 = len(df) + arr.size\ndel df, arr", ["step:make"]),
-                                             ("n = n0", ["step:use"])])
+                                             ("import numpy, pandas, pyarrow.parquet\nn = n0", ["step:use"])])
 
 
 def timed(fn, repeat: int) -> list[float]:
@@ -151,6 +161,13 @@ def main(argv=None) -> int:
         print("nb2pipe, 1->8->1 fan-out, workers 1:", fmt(w1))
         print("nb2pipe, 1->8->1 fan-out, workers 2:", fmt(w2))
         results.append(("(c) fan-out workers 2 / workers 1", statistics.median(w2) / statistics.median(w1), 0.6))
+        fio = fanout_io(work)
+        io1 = timed(nb2pipe_run(fio, store, workers=1), max(3, n // 2))
+        io2 = timed(nb2pipe_run(fio, store, workers=2), max(3, n // 2))
+        print("nb2pipe, fan-out of 0.3 s waits, workers 1:", fmt(io1))
+        print("nb2pipe, fan-out of 0.3 s waits, workers 2:", fmt(io2))
+        results.append(("(c') 0.3 s-wait fan-out workers 2 / workers 1",
+                        statistics.median(io2) / statistics.median(io1), 0.6))
 
         cli_store = work / "cli-store"
         cmd = [sys.executable, "-m", "nb2pipe", "run", str(lin), "--store", str(cli_store)]
