@@ -283,15 +283,16 @@ def runs_compare(run_a, run_b, store, notebook, as_json):
     """Parameters and metrics of two runs side by side."""
     with _open_store(store, notebook) as rs:
         a, b = rs.get_run(run_a), rs.get_run(run_b)
-    ma = {m.name: m.value for m in a.metrics}
-    mb = {m.name: m.value for m in b.metrics}
+    # Metric dicts carry non-finite floats as "NaN"/"Infinity" text: strict JSON, and NaN == NaN.
+    ma = {m.name: m.to_dict()["value"] for m in a.metrics}
+    mb = {m.name: m.to_dict()["value"] for m in b.metrics}
     rows = []
     for kind, da, db in (("parameter", a.parameters, b.parameters), ("metric", ma, mb)):
         for key in sorted(set(da) | set(db), key=lambda k: (k not in da, k)):
             va, vb = da.get(key, "—"), db.get(key, "—")
             rows.append({"kind": kind, "name": key, "a": va, "b": vb, "changed": va != vb})
     if as_json:
-        click.echo(json.dumps({"a": a.id, "b": b.id, "rows": rows}, indent=2, default=str))
+        click.echo(json.dumps({"a": a.id, "b": b.id, "rows": rows}, indent=2, default=str, allow_nan=False))
         return
     from rich.console import Console
     from rich.markup import escape
@@ -302,8 +303,8 @@ def runs_compare(run_a, run_b, store, notebook, as_json):
         table.add_column(col)
     for r in rows:
         style = "bold" if r["changed"] else ""
-        table.add_row(r["kind"], escape(r["name"]), escape(repr(r["a"]) if r["a"] != "—" else "—"),
-                      escape(repr(r["b"]) if r["b"] != "—" else "—"), style=style)
+        shown = [v if v == "—" else str(v) if r["kind"] == "metric" else repr(v) for v in (r["a"], r["b"])]
+        table.add_row(r["kind"], escape(r["name"]), escape(shown[0]), escape(shown[1]), style=style)
     Console().print(table)
 
 

@@ -143,6 +143,14 @@ class LocalRunner:
         """The kernel pool, created when the first step needs a kernel (a fully cached run starts
         none, nor the fork server)."""
         if self.pool is None:
+            # Import the execution stack once, here, before step workers and kernel starters
+            # import parts of it from several threads at once: concurrent first imports of
+            # jupyter_client can meet a partially initialised module (ImportError).
+            import jupyter_client.manager  # noqa: F401
+            import papermill  # noqa: F401
+
+            from . import engine  # noqa: F401
+
             run_dir = self.ws.run_dir(run.id)
             run_dir.mkdir(parents=True, exist_ok=True)
             self.pool = KernelPool(self.spec.kernel_name, str(self.nb.folder), self.opts.startup_timeout,
@@ -211,10 +219,10 @@ class LocalRunner:
                     ready = self._upstream_state(name, state)
                     if ready == "wait":
                         continue
-                    pending.remove(name)
-                    progressed = True
                     rec = records[name]
                     if ready == "failed":
+                        pending.remove(name)
+                        progressed = True
                         self._skip(run, rec, "an upstream step failed")
                         state[name] = Status.SKIPPED
                         continue
@@ -223,9 +231,17 @@ class LocalRunner:
                     key = step_cache_key(comp, self.parameters, {n: r.sha256 for n, r in inputs.items()},
                                          self.env_fingerprint, self.serializer_versions)
                     if self.opts.cache and comp.options.cache and name not in forced and self._try_cache(run, rec, key):
+                        pending.remove(name)
+                        progressed = True
                         available[name] = {r.name: r for r in rec.outputs}
                         state[name] = Status.CACHED
                         continue
+                    if len(running) >= self.workers:
+                        # No free worker: the step stays pending rather than queueing in the
+                        # executor, so --fail-fast can still hold it back and `started` is honest.
+                        continue
+                    pending.remove(name)
+                    progressed = True
                     state[name] = Status.RUNNING
                     executing = True
                     rec.status, rec.started, rec.cache_key = Status.RUNNING, time.time(), key
@@ -247,6 +263,8 @@ class LocalRunner:
                         state[name] = Status.SKIPPED
                     pending.clear()
                 if not running:
+                    if self._cancel is not None:  # nothing left running: the rest is skipped below
+                        break
                     if pending and not progressed:  # cannot happen with a valid DAG
                         raise RuntimeError(f"scheduler stalled with steps {pending} pending")
                     continue
@@ -398,6 +416,8 @@ class LocalRunner:
             )
         except PapermillExecutionError as exc:
             error = self._cell_error(partial, exc)
+            if error is None:  # only allowed errors (raises-exception): execution went on
+                executed = nbformat.read(str(partial), as_version=4)
         except Exception as exc:
             error = self._died(exc, comp, timed_out)
         finally:
@@ -416,29 +436,45 @@ class LocalRunner:
             return error
         return self._commit_outputs(comp, rec, out_dir)
 
-    def _cell_error(self, partial: Path, exc) -> StepError:
-        cell_index, cell_id = None, None
+    def _cell_error(self, partial: Path, exc) -> StepError | None:
+        """The step's error, located at its source cell; None when every error was allowed.
+
+        papermill reports the first cell with an error output, but it does not know nbclient's
+        `raises-exception` tag: an error in such a cell is expected (nbclient went on), so it is
+        skipped here, and when no other error remains the step did not fail.
+        """
         try:
             nb = nbformat.read(str(partial), as_version=4)
-            # exc.cell_index counts the cells as executed; papermill then inserted its error
-            # banner and anchor (markdown cells with its marker tag) before writing the file.
-            cells = [c for c in nb.cells if "papermill-error-cell-tag" not in c.metadata.get("tags", [])]
-            cell = cells[exc.cell_index] if 0 <= exc.cell_index < len(cells) else None
         except Exception:
-            cell = None
+            nb = None
+        cell, ename, evalue, traceback = None, exc.ename, exc.evalue, list(exc.traceback or [])
+        if nb is not None:
+            # papermill inserted its error banner and anchor (markdown cells carrying its marker
+            # tag) before writing the file; exc.cell_index counts the cells without them.
+            cells = [c for c in nb.cells if _PAPERMILL_ERROR_TAG not in c.metadata.get("tags", [])]
+            found = _first_real_error(cells)
+            if found is None:
+                nb.cells = cells  # no real error: drop papermill's misleading banner
+                nbformat.write(nb, str(partial))
+                return None
+            cell, ename, evalue, traceback = found
+            if cell is not _exc_cell(cells, exc):
+                _move_error_banner(nb, cell)
+                nbformat.write(nb, str(partial))
+        cell_index, cell_id = None, None
         if cell is not None:
             cell_index = cell.metadata.get("nb2pipe", {}).get("source_cell")
             cell_id = cell.get("id") if cell_index is not None else None
             tags = cell.metadata.get("tags", [])
-            if SAVE_TAG in tags and exc.ename in ("TypeError", "NameError") and exc.evalue.startswith("step '"):
-                return StepError("serialization" if exc.ename == "TypeError" else "error", exc.evalue,
-                                 None, None, exc.ename, exc.evalue, list(exc.traceback or []))
+            if SAVE_TAG in tags and ename in ("TypeError", "NameError") and str(evalue).startswith("step '"):
+                return StepError("serialization" if ename == "TypeError" else "error", evalue,
+                                 None, None, ename, evalue, traceback)
         where = f" at cell {cell_index}" if cell_index else ""
-        if exc.ename == "SystemExit":
-            message = f"exited with sys.exit({exc.evalue}){where}"
+        if ename == "SystemExit":
+            message = f"exited with sys.exit({evalue}){where}"
         else:
-            message = f"{exc.ename}: {exc.evalue}{where}"
-        return StepError("error", message, cell_index, cell_id, exc.ename, exc.evalue, list(exc.traceback or []))
+            message = f"{ename}: {evalue}{where}"
+        return StepError("error", message, cell_index, cell_id, ename, evalue, traceback)
 
     def _died(self, exc: Exception, comp: ComponentSpec, timed_out: threading.Event) -> StepError:
         name = type(exc).__name__
@@ -566,6 +602,46 @@ async def _execute_in(km, code: str) -> dict:
         return await kc.execute_interactive(code, timeout=600, output_hook=lambda msg: None)
     finally:
         kc.stop_channels()
+
+
+_PAPERMILL_ERROR_TAG = "papermill-error-cell-tag"
+
+
+def _exc_cell(cells: list, exc):
+    """The cell a PapermillExecutionError points at (its index counts no banner cells)."""
+    index = getattr(exc, "cell_index", -1)
+    return cells[index] if isinstance(index, int) and 0 <= index < len(cells) else None
+
+
+def _first_real_error(cells: list):
+    """(cell, ename, evalue, traceback) of the first error that fails the step, decided as papermill
+    does (sys.exit(0) is no error) but honouring nbclient's `raises-exception` tag; else None."""
+    for cell in cells:
+        if cell.get("cell_type") != "code":
+            continue
+        allowed = "raises-exception" in cell.metadata.get("tags", [])
+        for out in cell.get("outputs", []):
+            if out.get("output_type") != "error" or allowed:
+                continue
+            if out.get("ename") == "SystemExit" and out.get("evalue") in ("", "0"):
+                continue
+            return cell, out.get("ename"), out.get("evalue"), list(out.get("traceback") or [])
+        if not allowed and cell.metadata.get("papermill", {}).get("exception") is True:
+            return cell, "CellExecutionError", "", []
+    return None
+
+
+def _move_error_banner(nb, cell) -> None:
+    """Point papermill's error banner and anchor at `cell` (papermill marked an allowed error)."""
+    from papermill.execute import ERROR_ANCHOR_MSG, ERROR_MESSAGE_TEMPLATE
+
+    nb.cells = [c for c in nb.cells if _PAPERMILL_ERROR_TAG not in c.metadata.get("tags", [])]
+    banner = nbformat.v4.new_markdown_cell(ERROR_MESSAGE_TEMPLATE % str(cell.get("execution_count")))
+    anchor = nbformat.v4.new_markdown_cell(ERROR_ANCHOR_MSG)
+    banner.metadata["tags"] = [_PAPERMILL_ERROR_TAG]
+    anchor.metadata["tags"] = [_PAPERMILL_ERROR_TAG]
+    nb.cells.insert(nb.cells.index(cell), anchor)
+    nb.cells.insert(0, banner)
 
 
 def _metric(name: str, entry: dict) -> Metric:

@@ -9,7 +9,7 @@ so every kernel starts from the same clean state as a freshly launched one.
 Protocol (JSON lines): the runner writes {"connection_file", "cwd", "env", "log"}; the zygote
 answers {"pid": N} or {"error": "..."}. The zygote reaps its children, and exits when its stdin
 closes (the runner ended or died); kernels then exit too, since their parent pid changes
-(ipykernel's parent poller, via JPY_PARENT_PID).
+(ipykernel's parent poller, given the zygote's pid as parent_handle).
 
 Only used when the notebook's kernelspec is this interpreter's own ipykernel; any other kernel
 is launched the ordinary way.
@@ -50,14 +50,17 @@ def _child(request: dict) -> None:
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
-        os.environ["JPY_PARENT_PID"] = str(os.getppid())
+        os.environ["JPY_PARENT_PID"] = str(os.getppid())  # for subprocesses that look for it
         sys.stdin = open(0, closefd=False)
         sys.stdout = open(1, "w", closefd=False, buffering=1)
         sys.stderr = open(2, "w", closefd=False, buffering=1)
         sys.path[0] = request["cwd"]  # as `python -m ipykernel_launcher` run in that folder
         from ipykernel.kernelapp import IPKernelApp
 
-        IPKernelApp.launch_instance(argv=["-f", request["connection_file"], *request.get("argv", [])])
+        # ipykernel read JPY_PARENT_PID when the zygote imported it, before this fork: name the
+        # parent explicitly so the kernel's parent poller exits it when the zygote goes away.
+        parent = f"--IPKernelApp.parent_handle={os.getppid()}"
+        IPKernelApp.launch_instance(argv=["-f", request["connection_file"], parent, *request.get("argv", [])])
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 0
