@@ -174,8 +174,7 @@ def _summary(record) -> None:
     click.echo(f"run {record.id}: {record.status.value} in {took:.2f}s ({parts})", err=True)
     for s in record.steps:
         if s.status == Status.FAILED and s.error:
-            where = f" (cell {s.error.cell_index})" if s.error.cell_index else ""
-            click.echo(f"  {s.name}: {s.error.message}{where}; notebook: {s.output_notebook}", err=True)
+            click.echo(f"  {s.name}: {s.error.message}; executed notebook: {s.output_notebook}", err=True)
     if record.metrics:
         click.echo("  metrics: " + ", ".join(f"{m.name}={m.value}" + (f" [{m.flag}]" if m.flag else "")
                                              for m in record.metrics), err=True)

@@ -243,7 +243,6 @@ class LocalRunner:
                     pending.remove(name)
                     progressed = True
                     state[name] = Status.RUNNING
-                    executing = True
                     rec.status, rec.started, rec.cache_key = Status.RUNNING, time.time(), key
                     rec.spec_hash = comp.content_hash
                     rec.parameters = {p: _jsonable(self.parameters[p]) for p in comp.parameters if p in self.parameters}
