@@ -290,7 +290,7 @@ def test_failing_step_exit_1_with_json_and_fail_fast(tmp_path):
     # Text mode names the failed step, its cell and its notebook on stderr.
     text = cli("run", nb, "--store", store)
     assert text.returncode == 1
-    assert "b: ZeroDivisionError: nope" in text.stderr and "(cell 2)" in text.stderr
+    assert "b: ZeroDivisionError: nope" in text.stderr and "at cell 2" in text.stderr
     assert "step.ipynb" in text.stderr
 
     ff = cli("run", nb, "--store", store, "--json", "--fail-fast", "--workers", "1", "--no-cache")
