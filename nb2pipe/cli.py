@@ -120,6 +120,7 @@ def run(notebook, params, params_file, params_yaml, store, workers, no_cache, st
         strict, as_json):
     """Run NOTEBOOK's pipeline locally: each step in a fresh kernel, independent steps in parallel,
     unchanged steps from the cache. The notebook itself is never modified."""
+    import os
     import signal
 
     from . import api
@@ -137,8 +138,6 @@ def run(notebook, params, params_file, params_yaml, store, workers, no_cache, st
         if hits["n"] > 1:  # a second Ctrl-C: stop now
             os._exit(ExitCode.TERMINATED if signum == signal.SIGTERM else ExitCode.INTERRUPTED)
         api.cancel_active(signum)
-
-    import os
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)

@@ -73,7 +73,7 @@ class KernelPool:
         """Kill a kernel in the background; never wait for it."""
         with self._lock:
             self._live.discard(km)
-        self._reaper.submit(_kill, km)
+        self._reaper.submit(kill_kernel, km)
 
     def kill_all(self) -> None:
         """Kill every kernel this pool started, including those in use (cancel, timeout)."""
@@ -81,7 +81,7 @@ class KernelPool:
             live = list(self._live)
             self._live.clear()
         for km in live:
-            _kill(km)
+            kill_kernel(km)
 
     def close(self, wait: bool = True) -> None:
         with self._lock:
@@ -129,10 +129,6 @@ class KernelPool:
             kc.stop_channels()
         return km
 
-    def owns(self, km) -> bool:
-        with self._lock:
-            return km in self._live
-
 
 async def handshake(kc, timeout: float) -> None:
     """Prove a kernel is ready: one kernel_info reply on shell and one message on IOPub.
@@ -164,7 +160,7 @@ async def handshake(kc, timeout: float) -> None:
                 raise TimeoutError("kernel IOPub channel did not connect") from None
 
 
-def _kill(km) -> None:
+def kill_kernel(km) -> None:
     # SIGKILL the kernel's whole process group first (its children too), from any thread, without
     # touching the manager's state; then let the manager clean up its files in a private loop.
     pgid = getattr(km.provisioner, "pgid", None) if km.provisioner is not None else None
@@ -177,11 +173,6 @@ def _kill(km) -> None:
         asyncio.run(km.shutdown_kernel(now=True))
     except Exception:
         pass
-
-
-def kill_kernel_now(km) -> None:
-    """Kill one kernel immediately (used by the timeout watchdog)."""
-    _kill(km)
 
 
 def available_kernels() -> list[str]:

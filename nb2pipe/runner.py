@@ -42,20 +42,13 @@ import nbformat
 from .cache import _jsonable, step_cache_key
 from .errors import ExitCode, UsageError
 from .graph import StepGraph
-from .kernels import KernelPool, KernelStartError, kill_kernel_now
+from .kernels import KernelPool, KernelStartError, kill_kernel
 from .notebook import Notebook
 from .records import ArtifactRef, Metric, RunRecord, RunStatus, Status, StepError, StepRecord, new_run_id
 from .spec import ComponentSpec, PipelineSpec
 from .stepio import DONE_MARKER
-from .stepnb import SAVE_TAG, build_step_notebook
-
-
-class Cancelled(Exception):
-    """Raised in the scheduler when the run is cancelled (SIGINT/SIGTERM)."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
+from .failures import cell_error, last_started_cell
+from .stepnb import build_step_notebook, own_cell_positions
 
 
 @dataclass
@@ -106,7 +99,6 @@ class LocalRunner:
         self.workers = self.opts.workers or os.cpu_count() or 2
         self._cancel: int | None = None
         self._lock = threading.Lock()
-        self._running_kernels: dict[str, object] = {}
         self.pool: KernelPool | None = None
         self._metrics: dict[str, dict] = {}  # step -> {name: {"value", "flag"}} from metrics.json
 
@@ -132,8 +124,6 @@ class LocalRunner:
         self.ws.runs.create_run(run)
         try:
             self._schedule(run, selected, forced, available)
-        except Cancelled as exc:
-            self._cancel = exc.signum
         finally:
             if self.pool is not None:
                 self.pool.close(wait=False)
@@ -223,7 +213,7 @@ class LocalRunner:
                     if ready == "failed":
                         pending.remove(name)
                         progressed = True
-                        self._skip(run, rec, "an upstream step failed")
+                        self._skip(run, rec, "upstream_failed", "an upstream step failed")
                         state[name] = Status.SKIPPED
                         continue
                     comp = self.spec.step(name)
@@ -258,7 +248,7 @@ class LocalRunner:
                     self.pool.prefill(min(self.workers + 1, queued + waiting))
                 if self.opts.fail_fast and self._any_failed(state):
                     for name in pending:
-                        self._skip(run, records[name], "not started: --fail-fast after a failure")
+                        self._skip(run, records[name], "cancelled", "not started: --fail-fast after a failure")
                         state[name] = Status.SKIPPED
                     pending.clear()
                 if not running:
@@ -276,7 +266,7 @@ class LocalRunner:
                     state[name] = rec.status
             if self._cancel is not None:
                 for name in pending:
-                    self._skip(run, records[name], "run cancelled")
+                    self._skip(run, records[name], "cancelled", "run cancelled")
 
     def _check_cancel(self) -> None:
         if self._cancel is not None and self.pool is not None:
@@ -327,9 +317,9 @@ class LocalRunner:
         self._record(run, rec)
         return True
 
-    def _skip(self, run: RunRecord, rec: StepRecord, why: str) -> None:
+    def _skip(self, run: RunRecord, rec: StepRecord, reason: str, why: str) -> None:
         rec.status = Status.SKIPPED
-        rec.error = StepError("upstream_failed" if "upstream" in why else "cancelled", why)
+        rec.error = StepError(reason, why)
         self._record(run, rec)
 
     def _record(self, run: RunRecord, rec: StepRecord) -> None:
@@ -355,8 +345,6 @@ class LocalRunner:
                 break
             if attempt < attempts:
                 self.on_change(run, rec)
-        else:
-            pass
         if rec.status != Status.SUCCEEDED:
             rec.status = Status.FAILED
             if self._cancel is not None and rec.error and rec.error.reason in ("kernel_died", "error"):
@@ -391,14 +379,12 @@ class LocalRunner:
             km = pool.acquire()
         except KernelStartError as exc:
             return StepError("kernel_died", str(exc))
-        with self._lock:
-            self._running_kernels[comp.name] = km
         timer = None
         timed_out = threading.Event()
         if comp.options.timeout:
             def expire():
                 timed_out.set()
-                kill_kernel_now(km)
+                kill_kernel(km)
             timer = threading.Timer(comp.options.timeout, expire)
             timer.daemon = True
             timer.start()
@@ -414,7 +400,7 @@ class LocalRunner:
                 request_save_on_cell_execute=False, autosave_cell_every=30,
             )
         except PapermillExecutionError as exc:
-            error = self._cell_error(partial, exc)
+            error = cell_error(partial, exc)
             if error is None:  # only allowed errors (raises-exception): execution went on
                 executed = nbformat.read(str(partial), as_version=4)
         except Exception as exc:
@@ -422,11 +408,9 @@ class LocalRunner:
         finally:
             if timer is not None:
                 timer.cancel()
-            with self._lock:
-                self._running_kernels.pop(comp.name, None)
         if timed_out.is_set():
             error = StepError("timeout", f"step '{comp.name}' timed out after {comp.options.timeout} s",
-                              *(self._last_started_cell(partial)))
+                              *last_started_cell(partial))
         if error is None and not (out_dir / DONE_MARKER).exists():
             error = self._early_exit(comp, km, executed, str(out_dir))
         pool.discard(km)
@@ -434,46 +418,6 @@ class LocalRunner:
         if error is not None:
             return error
         return self._commit_outputs(comp, rec, out_dir)
-
-    def _cell_error(self, partial: Path, exc) -> StepError | None:
-        """The step's error, located at its source cell; None when every error was allowed.
-
-        papermill reports the first cell with an error output, but it does not know nbclient's
-        `raises-exception` tag: an error in such a cell is expected (nbclient went on), so it is
-        skipped here, and when no other error remains the step did not fail.
-        """
-        try:
-            nb = nbformat.read(str(partial), as_version=4)
-        except Exception:
-            nb = None
-        cell, ename, evalue, traceback = None, exc.ename, exc.evalue, list(exc.traceback or [])
-        if nb is not None:
-            # papermill inserted its error banner and anchor (markdown cells carrying its marker
-            # tag) before writing the file; exc.cell_index counts the cells without them.
-            cells = [c for c in nb.cells if _PAPERMILL_ERROR_TAG not in c.metadata.get("tags", [])]
-            found = _first_real_error(cells)
-            if found is None:
-                nb.cells = cells  # no real error: drop papermill's misleading banner
-                nbformat.write(nb, str(partial))
-                return None
-            cell, ename, evalue, traceback = found
-            if cell is not _exc_cell(cells, exc):
-                _move_error_banner(nb, cell)
-                nbformat.write(nb, str(partial))
-        cell_index, cell_id = None, None
-        if cell is not None:
-            cell_index = cell.metadata.get("nb2pipe", {}).get("source_cell")
-            cell_id = cell.get("id") if cell_index is not None else None
-            tags = cell.metadata.get("tags", [])
-            if SAVE_TAG in tags and ename in ("TypeError", "NameError") and str(evalue).startswith("step '"):
-                return StepError("serialization" if ename == "TypeError" else "error", evalue,
-                                 None, None, ename, evalue, traceback)
-        where = f" at cell {cell_index}" if cell_index else ""
-        if ename == "SystemExit":
-            message = f"exited with sys.exit({evalue}){where}"
-        else:
-            message = f"{ename}: {evalue}{where}"
-        return StepError("error", message, cell_index, cell_id, ename, evalue, traceback)
 
     def _died(self, exc: Exception, comp: ComponentSpec, timed_out: threading.Event) -> StepError:
         name = type(exc).__name__
@@ -485,26 +429,13 @@ class LocalRunner:
             return StepError("kernel_died", f"kernel died while running step '{comp.name}'")
         return StepError("error", f"{name}: {exc}")
 
-    def _last_started_cell(self, partial: Path) -> tuple[int | None, str | None]:
-        try:
-            nb = nbformat.read(str(partial), as_version=4)
-        except Exception:
-            return None, None
-        last = (None, None)
-        for cell in nb.cells:
-            pm = cell.metadata.get("papermill", {})
-            if pm.get("status") in ("running", "completed", "failed") and "source_cell" in cell.metadata.get("nb2pipe", {}):
-                last = (cell.metadata["nb2pipe"]["source_cell"], cell.get("id"))
-        return last
-
     def _early_exit(self, comp: ComponentSpec, km, executed, out_dir: str) -> StepError | None:
         """papermill treats sys.exit(0) as success and silently skips the remaining cells.
 
         Accept it only when the exit happened in the step's last cell: then run the save cell
         ourselves. Anywhere else it is an error that names the cell.
         """
-        own = [c for c in (executed.cells if executed is not None else [])
-               if "source_cell" in c.metadata.get("nb2pipe", {}) and "nb2pipe-setup" not in c.metadata.get("tags", [])]
+        own = [executed.cells[i] for i in own_cell_positions(executed)] if executed is not None else []
         ran = [c for c in own if c.get("execution_count") is not None]
         last_ran = ran[-1] if ran else None
         if last_ran is None:
@@ -523,15 +454,12 @@ class LocalRunner:
                          idx, last_ran.get("id"), "SystemExit", "0")
 
     def _publish_notebook(self, partial: Path, final: Path) -> None:
+        """papermill wrote `partial` in place; once it is complete, make it `final` atomically."""
         if not partial.exists():
             return
-        tmp = final.with_name(final.name + ".tmp")
-        with open(partial, "rb") as src, open(tmp, "wb") as dst:
-            dst.write(src.read())
-            dst.flush()
-            os.fsync(dst.fileno())
-        os.replace(tmp, final)
-        partial.unlink(missing_ok=True)
+        with open(partial, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(partial, final)
 
     def _commit_outputs(self, comp: ComponentSpec, rec: StepRecord, out_dir: Path) -> StepError | None:
         manifest_path = out_dir / "manifest.json"
@@ -601,46 +529,6 @@ async def _execute_in(km, code: str) -> dict:
         return await kc.execute_interactive(code, timeout=600, output_hook=lambda msg: None)
     finally:
         kc.stop_channels()
-
-
-_PAPERMILL_ERROR_TAG = "papermill-error-cell-tag"
-
-
-def _exc_cell(cells: list, exc):
-    """The cell a PapermillExecutionError points at (its index counts no banner cells)."""
-    index = getattr(exc, "cell_index", -1)
-    return cells[index] if isinstance(index, int) and 0 <= index < len(cells) else None
-
-
-def _first_real_error(cells: list):
-    """(cell, ename, evalue, traceback) of the first error that fails the step, decided as papermill
-    does (sys.exit(0) is no error) but honouring nbclient's `raises-exception` tag; else None."""
-    for cell in cells:
-        if cell.get("cell_type") != "code":
-            continue
-        allowed = "raises-exception" in cell.metadata.get("tags", [])
-        for out in cell.get("outputs", []):
-            if out.get("output_type") != "error" or allowed:
-                continue
-            if out.get("ename") == "SystemExit" and out.get("evalue") in ("", "0"):
-                continue
-            return cell, out.get("ename"), out.get("evalue"), list(out.get("traceback") or [])
-        if not allowed and cell.metadata.get("papermill", {}).get("exception") is True:
-            return cell, "CellExecutionError", "", []
-    return None
-
-
-def _move_error_banner(nb, cell) -> None:
-    """Point papermill's error banner and anchor at `cell` (papermill marked an allowed error)."""
-    from papermill.execute import ERROR_ANCHOR_MSG, ERROR_MESSAGE_TEMPLATE
-
-    nb.cells = [c for c in nb.cells if _PAPERMILL_ERROR_TAG not in c.metadata.get("tags", [])]
-    banner = nbformat.v4.new_markdown_cell(ERROR_MESSAGE_TEMPLATE % str(cell.get("execution_count")))
-    anchor = nbformat.v4.new_markdown_cell(ERROR_ANCHOR_MSG)
-    banner.metadata["tags"] = [_PAPERMILL_ERROR_TAG]
-    anchor.metadata["tags"] = [_PAPERMILL_ERROR_TAG]
-    nb.cells.insert(nb.cells.index(cell), anchor)
-    nb.cells.insert(0, banner)
 
 
 def _metric(name: str, entry: dict) -> Metric:

@@ -216,6 +216,17 @@ def _decline(exc: BaseException) -> UnsupportedValue:
     return UnsupportedValue(str(exc) if isinstance(exc, _MainReference) else f"{type(exc).__name__}: {exc}")
 
 
+@contextlib.contextmanager
+def _declining() -> Iterator[None]:
+    """A pickler's failure on this value means: try the next serializer (ours pass through)."""
+    try:
+        yield
+    except (Nb2pipeError, MemoryError):
+        raise
+    except Exception as e:
+        raise _decline(e) from e
+
+
 # -- built-in serializers ---------------------------------------------------------------------
 
 
@@ -417,13 +428,8 @@ class JoblibSerializer(Serializer):
 
     def dump(self, value: Any, target: BinaryIO | str | os.PathLike) -> None:
         pickler = _joblib_pickler_class()
-        with _writable(target) as f:
-            try:
-                pickler(f, protocol=PICKLE_PROTOCOL).dump(value)
-            except (Nb2pipeError, MemoryError):
-                raise
-            except Exception as e:
-                raise _decline(e) from e
+        with _writable(target) as f, _declining():
+            pickler(f, protocol=PICKLE_PROTOCOL).dump(value)
 
     def load(self, path: str) -> Any:
         import joblib
@@ -441,44 +447,29 @@ class PickleSerializer(Serializer):
         return True
 
     def dump(self, value: Any, target: BinaryIO | str | os.PathLike) -> None:
-        with _writable(target) as f:
-            try:
-                _MainAwarePickler(f, protocol=PICKLE_PROTOCOL).dump(value)
-            except (Nb2pipeError, MemoryError):
-                raise
-            except Exception as e:
-                raise _decline(e) from e
+        with _writable(target) as f, _declining():
+            _MainAwarePickler(f, protocol=PICKLE_PROTOCOL).dump(value)
 
     def load(self, path: str) -> Any:
         with open(path, "rb") as f:
             return pickle.load(f)
 
 
-class CloudpickleSerializer(Serializer):
-    """Last resort: lambdas, local classes, and anything defined in a notebook cell."""
+class CloudpickleSerializer(PickleSerializer):
+    """Last resort: lambdas, local classes, and anything defined in a notebook cell.
+
+    Its files are plain pickle that import cloudpickle while loading, so `load` is pickle's.
+    """
 
     name = "cloudpickle"
     version = 1
     extension = "cloudpickle"
-    fallback = True
-
-    def matches(self, value: Any) -> bool:
-        return True
 
     def dump(self, value: Any, target: BinaryIO | str | os.PathLike) -> None:
         import cloudpickle
 
-        with _writable(target) as f:
-            try:
-                cloudpickle.dump(value, f, protocol=PICKLE_PROTOCOL)
-            except (Nb2pipeError, MemoryError):
-                raise
-            except Exception as e:
-                raise _decline(e) from e
-
-    def load(self, path: str) -> Any:
-        with open(path, "rb") as f:
-            return pickle.load(f)  # cloudpickle output is plain pickle that imports cloudpickle
+        with _writable(target) as f, _declining():
+            cloudpickle.dump(value, f, protocol=PICKLE_PROTOCOL)
 
 
 def builtin_serializers() -> list[Serializer]:
