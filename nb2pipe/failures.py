@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 
 from .records import StepError
-from .stepnb import SAVE_TAG
+from .stepnb import SAVE_TAG, own_cell_positions
 
 
 def cell_error(partial: Path, exc) -> StepError | None:
@@ -54,6 +54,31 @@ def cell_error(partial: Path, exc) -> StepError | None:
     else:
         message = f"{ename}: {evalue}{where}"
     return StepError("error", message, cell_index, cell_id, ename, evalue, traceback)
+
+
+def early_exit(comp, executed, run_save) -> StepError | None:
+    """papermill treats sys.exit(0) as success and silently skips the remaining cells.
+
+    Accept it only when the exit happened in the step's last cell: then run the save cell
+    through `run_save(source) -> execute_reply` (in the step's still-live kernel). Anywhere else
+    it is an error that names the cell.
+    """
+    own = [executed.cells[i] for i in own_cell_positions(executed)] if executed is not None else []
+    ran = [c for c in own if c.get("execution_count") is not None]
+    last_ran = ran[-1] if ran else None
+    if last_ran is None:
+        return StepError("early_exit", f"step '{comp.name}' stopped before running its cells")
+    idx = last_ran.metadata["nb2pipe"]["source_cell"]
+    runnable = [c for c in own if "skip-execution" not in c.metadata.get("tags", [])]
+    if runnable and last_ran is runnable[-1]:
+        content = run_save(executed.cells[-1].source).get("content", {})
+        if content.get("status") == "ok":
+            return None
+        return StepError("serialization", f"{content.get('ename')}: {content.get('evalue')}", None, None,
+                         content.get("ename"), content.get("evalue"), content.get("traceback", []))
+    return StepError("early_exit", f"step '{comp.name}' exited early (sys.exit) at cell {idx}; the cells "
+                                   "after it did not run, so its outputs are missing",
+                     idx, last_ran.get("id"), "SystemExit", "0")
 
 
 def last_started_cell(partial: Path) -> tuple[int | None, str | None]:

@@ -47,8 +47,8 @@ from .notebook import Notebook
 from .records import ArtifactRef, Metric, RunRecord, RunStatus, Status, StepError, StepRecord, new_run_id
 from .spec import ComponentSpec, PipelineSpec
 from .stepio import DONE_MARKER
-from .failures import cell_error, last_started_cell
-from .stepnb import build_step_notebook, own_cell_positions
+from .failures import cell_error, early_exit, last_started_cell
+from .stepnb import build_step_notebook
 
 
 @dataclass
@@ -430,28 +430,7 @@ class LocalRunner:
         return StepError("error", f"{name}: {exc}")
 
     def _early_exit(self, comp: ComponentSpec, km, executed, out_dir: str) -> StepError | None:
-        """papermill treats sys.exit(0) as success and silently skips the remaining cells.
-
-        Accept it only when the exit happened in the step's last cell: then run the save cell
-        ourselves. Anywhere else it is an error that names the cell.
-        """
-        own = [executed.cells[i] for i in own_cell_positions(executed)] if executed is not None else []
-        ran = [c for c in own if c.get("execution_count") is not None]
-        last_ran = ran[-1] if ran else None
-        if last_ran is None:
-            return StepError("early_exit", f"step '{comp.name}' stopped before running its cells")
-        idx = last_ran.metadata["nb2pipe"]["source_cell"]
-        runnable = [c for c in own if "skip-execution" not in c.metadata.get("tags", [])]
-        if runnable and last_ran is runnable[-1]:
-            reply = asyncio.run(_execute_in(km, executed.cells[-1].source))
-            content = reply.get("content", {})
-            if content.get("status") == "ok":
-                return None
-            return StepError("serialization", f"{content.get('ename')}: {content.get('evalue')}", None, None,
-                             content.get("ename"), content.get("evalue"), content.get("traceback", []))
-        return StepError("early_exit", f"step '{comp.name}' exited early (sys.exit) at cell {idx}; the cells "
-                                       "after it did not run, so its outputs are missing",
-                         idx, last_ran.get("id"), "SystemExit", "0")
+        return early_exit(comp, executed, lambda source: asyncio.run(_execute_in(km, source)))
 
     def _publish_notebook(self, partial: Path, final: Path) -> None:
         """papermill wrote `partial` in place; once it is complete, make it `final` atomically."""

@@ -1,0 +1,207 @@
+"""The in-image step runtime: execute one step of a pipeline spec with papermill, then exit.
+
+    python -m nb2pipe.step_runtime --spec /opt/nb2pipe/pipeline.json --job /nb2pipe/job.json
+
+The docker executor and the Kubeflow export both start every step container with this entry
+point, so a step runs the same code path in a container as on KFP. It imports only what running
+a notebook needs (papermill, nbformat, jupyter_client); never docker, kfp or the run store.
+
+The job file (JSON) says what to run:
+    {"step": "train", "parameters": {...}, "inputs": {name: {"path", "serializer", "sha256"}},
+     "work_dir": "/nb2pipe/out", "cwd": "/nb2pipe/notebook" (optional), "timeout": 600 (optional),
+     "log_output": false (optional)}
+
+Into `work_dir` (the only folder it writes) it puts `outputs/` (artifacts, manifest.json,
+metrics.json, done.json), `step.ipynb` (the executed step notebook, written atomically at the
+end; `step.partial.ipynb` while it runs) and `result.json` ({"status", "error"}, last). Its exit
+code follows the CLI's contract: 0 succeeded, 1 step failed, 2 bad job, 124 timeout, 138 kernel
+died.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+
+SPEC_ENV = "NB2PIPE_SPEC"
+DEFAULT_SPEC = "/opt/nb2pipe/pipeline.json"
+KERNEL_NAME = "python3"  # the image's own ipykernel, whatever the notebook's kernelspec calls it
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_TIMEOUT, EXIT_KERNEL_DIED = 0, 1, 2, 124, 138
+_EXIT_OF_REASON = {"timeout": EXIT_TIMEOUT, "kernel_died": EXIT_KERNEL_DIED}
+
+
+class JobError(Exception):
+    """The job or spec cannot be run as given (exit 2)."""
+
+
+def load_spec(path: str):
+    from .spec import PipelineSpec
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            return PipelineSpec.from_dict(json.load(f))
+    except OSError as exc:
+        raise JobError(f"cannot read the pipeline spec {path}: {exc.strerror}") from None
+    except (ValueError, KeyError) as exc:
+        raise JobError(f"{path} is not an nb2pipe pipeline spec: {exc}") from None
+
+
+def run_job(spec, job: dict) -> dict:
+    """Execute `job` against `spec`; returns the result dict also written to result.json."""
+    from .records import StepError
+
+    try:
+        comp = spec.step(job["step"])
+    except KeyError:
+        raise JobError(f"step {job.get('step')!r} is not in the pipeline (steps: {', '.join(spec.step_names)})") from None
+    work = job["work_dir"]
+    out_dir = os.path.join(work, "outputs")
+    os.makedirs(out_dir, exist_ok=True)
+    try:
+        error = _execute(spec, comp, job, work, out_dir)
+    except Exception as exc:  # a fault of the runtime itself: still leave a result behind
+        error = StepError("error", f"nb2pipe could not run the step: {type(exc).__name__}: {exc}")
+    result = {"status": "succeeded" if error is None else "failed",
+              "error": error.to_dict() if error is not None else None}
+    _write_json(os.path.join(work, "result.json"), result)
+    return result
+
+
+def _execute(spec, comp, job: dict, work: str, out_dir: str):
+    import nbformat
+    import papermill
+    from jupyter_client.manager import KernelManager
+    from papermill.exceptions import PapermillExecutionError
+
+    from .failures import cell_error, early_exit, last_started_cell
+    from .records import StepError
+    from .stepio import DONE_MARKER
+    from .stepnb import build_step_notebook
+
+    step_nb = build_step_notebook(spec, comp, job.get("inputs") or {}, out_dir,
+                                  kernelspec={"name": KERNEL_NAME, "language": spec.language,
+                                              "display_name": "Python 3"})
+    partial = os.path.join(work, "step.partial.ipynb")
+    final = os.path.join(work, "step.ipynb")
+    timeout = job.get("timeout") or comp.options.timeout
+    cwd = job.get("cwd") or os.getcwd()
+    km = KernelManager(kernel_name=KERNEL_NAME)
+    timed_out = threading.Event()
+    timer = None
+    if timeout:
+        def expire():
+            timed_out.set()
+            _kill(km)
+        timer = threading.Timer(float(timeout), expire)
+        timer.daemon = True
+        timer.start()
+    error = None
+    executed = None
+    try:
+        executed = papermill.execute_notebook(
+            step_nb, partial, parameters=job.get("parameters") or None, kernel_name=KERNEL_NAME, km=km,
+            cwd=cwd, progress_bar=False, log_output=bool(job.get("log_output")), execution_timeout=timeout,
+            request_save_on_cell_execute=False, autosave_cell_every=30,
+        )
+    except PapermillExecutionError as exc:
+        from pathlib import Path
+
+        error = cell_error(Path(partial), exc)
+        if error is None:
+            executed = nbformat.read(partial, as_version=4)
+    except Exception as exc:
+        name = type(exc).__name__
+        if timed_out.is_set() or name == "CellTimeoutError":
+            error = StepError("timeout", f"step '{comp.name}' timed out after {timeout} s")
+        elif name == "DeadKernelError" or "died" in str(exc).lower():
+            error = StepError("kernel_died", f"kernel died while running step '{comp.name}'")
+        else:
+            error = StepError("error", f"{name}: {exc}")
+    finally:
+        if timer is not None:
+            timer.cancel()
+    try:
+        if timed_out.is_set():
+            from pathlib import Path
+
+            error = StepError("timeout", f"step '{comp.name}' timed out after {timeout} s",
+                              *last_started_cell(Path(partial)))
+        if error is None and not os.path.exists(os.path.join(out_dir, DONE_MARKER)):
+            error = early_exit(comp, executed, lambda source: _execute_in(km, source))
+    finally:
+        _kill(km)
+    if os.path.exists(partial):
+        with open(partial, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(partial, final)
+    return error
+
+
+def _execute_in(km, code: str) -> dict:
+    """Run `code` in the step's still-live kernel (the save cell after a final sys.exit(0))."""
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        return kc.execute_interactive(code, timeout=600, output_hook=lambda msg: None)
+    finally:
+        kc.stop_channels()
+
+
+def _kill(km) -> None:
+    try:
+        if km.has_kernel:
+            km.shutdown_kernel(now=True)
+    except Exception:
+        pass
+
+
+def _write_json(path: str, data) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f)
+    os.replace(tmp, path)
+
+
+def exit_code(result: dict) -> int:
+    if result["status"] == "succeeded":
+        return EXIT_OK
+    return _EXIT_OF_REASON.get((result.get("error") or {}).get("reason"), EXIT_FAILED)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m nb2pipe.step_runtime",
+                                     description="Execute one nb2pipe step (inside a step container).")
+    parser.add_argument("--spec", default=os.environ.get(SPEC_ENV, DEFAULT_SPEC), help="pipeline spec JSON")
+    parser.add_argument("--job", help="job JSON file (docker executor)")
+    parser.add_argument("--step", help="step name (Kubeflow mode)")
+    parser.add_argument("--executor-input", help="KFP executor input JSON, i.e. '{{$}}' (Kubeflow mode)")
+    args = parser.parse_args(argv)
+    try:
+        spec = load_spec(args.spec)
+        if args.executor_input is not None:
+            from .kfp_runtime import run_kfp
+
+            return run_kfp(spec, args.step, args.executor_input)
+        if not args.job:
+            raise JobError("pass --job FILE (or --step and --executor-input)")
+        try:
+            with open(args.job, encoding="utf-8") as f:
+                job = json.load(f)
+        except (OSError, ValueError) as exc:
+            raise JobError(f"cannot read job file {args.job}: {exc}") from None
+        result = run_job(spec, job)
+    except JobError as exc:
+        print(f"nb2pipe step runtime: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    if result["error"]:
+        print(f"nb2pipe step runtime: step '{job['step']}' failed: {result['error']['message']}", file=sys.stderr)
+    return exit_code(result)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
