@@ -160,6 +160,16 @@ async def handshake(kc, timeout: float) -> None:
                 raise TimeoutError("kernel IOPub channel did not connect") from None
 
 
+async def execute_in(km, code: str) -> dict:
+    """Run `code` in a live kernel and return its execute_reply (outputs are dropped)."""
+    kc = km.client()
+    kc.start_channels()
+    try:
+        return await kc.execute_interactive(code, timeout=600, output_hook=lambda msg: None)
+    finally:
+        kc.stop_channels()
+
+
 def kill_kernel(km) -> None:
     # SIGKILL the kernel's whole process group first (its children too), from any thread, without
     # touching the manager's state; then let the manager clean up its files in a private loop.

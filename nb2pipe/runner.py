@@ -42,7 +42,7 @@ import nbformat
 from .cache import _jsonable, step_cache_key
 from .errors import ExitCode, UsageError
 from .graph import StepGraph
-from .kernels import KernelPool, KernelStartError, kill_kernel
+from .kernels import KernelPool, KernelStartError, execute_in, kill_kernel
 from .notebook import Notebook
 from .records import ArtifactRef, Metric, RunRecord, RunStatus, Status, StepError, StepRecord, new_run_id
 from .spec import ComponentSpec, PipelineSpec
@@ -430,7 +430,7 @@ class LocalRunner:
         return StepError("error", f"{name}: {exc}")
 
     def _early_exit(self, comp: ComponentSpec, km, executed, out_dir: str) -> StepError | None:
-        return early_exit(comp, executed, lambda source: asyncio.run(_execute_in(km, source)))
+        return early_exit(comp, executed, lambda source: asyncio.run(execute_in(km, source)))
 
     def _publish_notebook(self, partial: Path, final: Path) -> None:
         """papermill wrote `partial` in place; once it is complete, make it `final` atomically."""
@@ -499,15 +499,6 @@ class LocalRunner:
             if m.name in comp.metrics:
                 out[m.name] = {"value": m.value, "flag": m.flag}
         return out
-
-
-async def _execute_in(km, code: str) -> dict:
-    kc = km.client()
-    kc.start_channels()
-    try:
-        return await kc.execute_interactive(code, timeout=600, output_hook=lambda msg: None)
-    finally:
-        kc.stop_channels()
 
 
 def _metric(name: str, entry: dict) -> Metric:

@@ -5,6 +5,8 @@
 The docker executor and the Kubeflow export both start every step container with this entry
 point, so a step runs the same code path in a container as on KFP. It imports only what running
 a notebook needs (papermill, nbformat, jupyter_client); never docker, kfp or the run store.
+With `--wait CWD` it boots its kernel first and then waits for the job file: the docker executor
+starts step containers ahead of need, so a step does not pay for interpreter and kernel start.
 
 The job file (JSON) says what to run:
     {"step": "train", "parameters": {...}, "inputs": {name: {"path", "serializer", "sha256"}},
@@ -25,6 +27,7 @@ import json
 import os
 import sys
 import threading
+import time
 
 SPEC_ENV = "NB2PIPE_SPEC"
 DEFAULT_SPEC = "/opt/nb2pipe/pipeline.json"
@@ -50,8 +53,12 @@ def load_spec(path: str):
         raise JobError(f"{path} is not an nb2pipe pipeline spec: {exc}") from None
 
 
-def run_job(spec, job: dict) -> dict:
-    """Execute `job` against `spec`; returns the result dict also written to result.json."""
+def run_job(spec, job: dict, kernels=None) -> dict:
+    """Execute `job` against `spec`; returns the result dict also written to result.json.
+
+    `kernels` is a KernelPool already booting a kernel in the job's cwd (wait mode); else one is
+    made here.
+    """
     from .records import StepError
 
     try:
@@ -61,23 +68,40 @@ def run_job(spec, job: dict) -> dict:
     work = job["work_dir"]
     out_dir = os.path.join(work, "outputs")
     os.makedirs(out_dir, exist_ok=True)
+    pool = kernels or kernel_pool(job.get("cwd") or os.getcwd())
     try:
-        error = _execute(spec, comp, job, work, out_dir)
+        error = _execute(spec, comp, job, work, out_dir, pool)
     except Exception as exc:  # a fault of the runtime itself: still leave a result behind
         error = StepError("error", f"nb2pipe could not run the step: {type(exc).__name__}: {exc}")
+    finally:
+        pool.close(wait=True)
     result = {"status": "succeeded" if error is None else "failed",
               "error": error.to_dict() if error is not None else None}
     _write_json(os.path.join(work, "result.json"), result)
     return result
 
 
-def _execute(spec, comp, job: dict, work: str, out_dir: str):
+def kernel_pool(cwd: str):
+    """A pool booting the one kernel this process needs (no fork server: one kernel only)."""
+    os.environ["NB2PIPE_FORK_KERNELS"] = "0"
+    from .kernels import KernelPool
+
+    pool = KernelPool(KERNEL_NAME, cwd, startup_timeout=60, starters=1)
+    pool.prefill(1)
+    return pool
+
+
+def _execute(spec, comp, job: dict, work: str, out_dir: str, pool):
+    import asyncio
+    from pathlib import Path
+
     import nbformat
     import papermill
-    from jupyter_client.manager import KernelManager
     from papermill.exceptions import PapermillExecutionError
 
+    from .engine import ENGINE_NAME
     from .failures import cell_error, early_exit, last_started_cell
+    from .kernels import KernelStartError, execute_in, kill_kernel
     from .records import StepError
     from .stepio import DONE_MARKER
     from .stepnb import build_step_notebook
@@ -85,17 +109,19 @@ def _execute(spec, comp, job: dict, work: str, out_dir: str):
     step_nb = build_step_notebook(spec, comp, job.get("inputs") or {}, out_dir,
                                   kernelspec={"name": KERNEL_NAME, "language": spec.language,
                                               "display_name": "Python 3"})
-    partial = os.path.join(work, "step.partial.ipynb")
-    final = os.path.join(work, "step.ipynb")
+    partial = Path(work) / "step.partial.ipynb"
+    final = Path(work) / "step.ipynb"
     timeout = job.get("timeout") or comp.options.timeout
-    cwd = job.get("cwd") or os.getcwd()
-    km = KernelManager(kernel_name=KERNEL_NAME)
+    try:
+        km = pool.acquire()
+    except KernelStartError as exc:
+        return StepError("kernel_died", str(exc))
     timed_out = threading.Event()
     timer = None
     if timeout:
         def expire():
             timed_out.set()
-            _kill(km)
+            kill_kernel(km)
         timer = threading.Timer(float(timeout), expire)
         timer.daemon = True
         timer.start()
@@ -103,16 +129,14 @@ def _execute(spec, comp, job: dict, work: str, out_dir: str):
     executed = None
     try:
         executed = papermill.execute_notebook(
-            step_nb, partial, parameters=job.get("parameters") or None, kernel_name=KERNEL_NAME, km=km,
-            cwd=cwd, progress_bar=False, log_output=bool(job.get("log_output")), execution_timeout=timeout,
-            request_save_on_cell_execute=False, autosave_cell_every=30,
+            step_nb, str(partial), parameters=job.get("parameters") or None, kernel_name=KERNEL_NAME, km=km,
+            engine_name=ENGINE_NAME, progress_bar=False, log_output=bool(job.get("log_output")),
+            execution_timeout=timeout, request_save_on_cell_execute=False, autosave_cell_every=30,
         )
     except PapermillExecutionError as exc:
-        from pathlib import Path
-
-        error = cell_error(Path(partial), exc)
+        error = cell_error(partial, exc)
         if error is None:
-            executed = nbformat.read(partial, as_version=4)
+            executed = nbformat.read(str(partial), as_version=4)
     except Exception as exc:
         name = type(exc).__name__
         if timed_out.is_set() or name == "CellTimeoutError":
@@ -126,38 +150,23 @@ def _execute(spec, comp, job: dict, work: str, out_dir: str):
             timer.cancel()
     try:
         if timed_out.is_set():
-            from pathlib import Path
-
             error = StepError("timeout", f"step '{comp.name}' timed out after {timeout} s",
-                              *last_started_cell(Path(partial)))
+                              *last_started_cell(partial))
         if error is None and not os.path.exists(os.path.join(out_dir, DONE_MARKER)):
-            error = early_exit(comp, executed, lambda source: _execute_in(km, source))
+            error = early_exit(comp, executed, lambda source: asyncio.run(execute_in(km, source)))
     finally:
-        _kill(km)
-    if os.path.exists(partial):
+        pool.discard(km)
+    if partial.exists():
         with open(partial, "rb") as f:
             os.fsync(f.fileno())
         os.replace(partial, final)
     return error
 
 
-def _execute_in(km, code: str) -> dict:
-    """Run `code` in the step's still-live kernel (the save cell after a final sys.exit(0))."""
-    kc = km.client()
-    kc.start_channels()
-    try:
-        kc.wait_for_ready(timeout=60)
-        return kc.execute_interactive(code, timeout=600, output_hook=lambda msg: None)
-    finally:
-        kc.stop_channels()
-
-
-def _kill(km) -> None:
-    try:
-        if km.has_kernel:
-            km.shutdown_kernel(now=True)
-    except Exception:
-        pass
+def wait_for(path: str, poll: float = 0.005) -> None:
+    """Block until `path` exists (the docker executor writes the job file atomically)."""
+    while not os.path.exists(path):
+        time.sleep(poll)
 
 
 def _write_json(path: str, data) -> None:
@@ -178,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Execute one nb2pipe step (inside a step container).")
     parser.add_argument("--spec", default=os.environ.get(SPEC_ENV, DEFAULT_SPEC), help="pipeline spec JSON")
     parser.add_argument("--job", help="job JSON file (docker executor)")
+    parser.add_argument("--wait", metavar="CWD",
+                        help="boot the kernel in CWD first, then wait for the --job file to appear")
     parser.add_argument("--step", help="step name (Kubeflow mode)")
     parser.add_argument("--executor-input", help="KFP executor input JSON, i.e. '{{$}}' (Kubeflow mode)")
     args = parser.parse_args(argv)
@@ -189,12 +200,20 @@ def main(argv: list[str] | None = None) -> int:
             return run_kfp(spec, args.step, args.executor_input)
         if not args.job:
             raise JobError("pass --job FILE (or --step and --executor-input)")
+        kernels = None
+        if args.wait:  # a pre-started step container: be ready before the step is
+            import papermill  # noqa: F401
+
+            from . import engine  # noqa: F401
+
+            kernels = kernel_pool(args.wait)
+            wait_for(args.job)
         try:
             with open(args.job, encoding="utf-8") as f:
                 job = json.load(f)
         except (OSError, ValueError) as exc:
             raise JobError(f"cannot read job file {args.job}: {exc}") from None
-        result = run_job(spec, job)
+        result = run_job(spec, job, kernels)
     except JobError as exc:
         print(f"nb2pipe step runtime: {exc}", file=sys.stderr)
         return EXIT_INVALID
