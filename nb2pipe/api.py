@@ -21,10 +21,31 @@ def store_root(notebook: str | os.PathLike | None, store: str | os.PathLike | No
     return base / DEFAULT_STORE
 
 
+# Executors by name: where a run's steps execute. Values are "module:class" so that choosing the
+# local executor never imports the docker SDK.
+EXECUTORS = {"local": "nb2pipe.runner:LocalRunner", "docker": "nb2pipe.containers:DockerRunner"}
+
+
+def executor_class(name: str):
+    import importlib
+
+    from .errors import UsageError
+
+    if name not in EXECUTORS:
+        raise UsageError(f"unknown executor '{name}' (executors: {', '.join(EXECUTORS)})")
+    module, _, cls = EXECUTORS[name].partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
 def run(path, parameters: dict | None = None, store=None, workers: int | None = None, cache: bool = True,
         *, steps: list[str] | None = None, from_step: str | None = None, fail_fast: bool = False,
-        strict: bool = False, on_change=None, _text_parameters: frozenset[str] = frozenset(), _checked=None) -> RunRecord:
-    """Run a notebook's pipeline locally and return its RunRecord.
+        strict: bool = False, on_change=None, executor: str = "local", image: str | None = None,
+        base_image: str | None = None, build_log=None, _text_parameters: frozenset[str] = frozenset(),
+        _checked=None) -> RunRecord:
+    """Run a notebook's pipeline on this machine and return its RunRecord.
+
+    executor="local" runs each step in a fresh kernel here; "docker" runs each in a container of
+    the pipeline's image (`image`, else built from this environment when missing or stale).
 
     Invalid input raises (NotebookReadError, PipelineInvalid, UsageError) before anything runs;
     a failing step does not raise: look at `record.status` and each step's `error`.
@@ -34,7 +55,7 @@ def run(path, parameters: dict | None = None, store=None, workers: int | None = 
     from .kernels import available_kernels, kernel_installed
     from .notebook import read_notebook
     from .parameters import resolve_parameters
-    from .runner import LocalRunner, RunOptions, Workspace
+    from .runner import RunOptions, Workspace
 
     if _checked is not None:  # the CLI already read and checked it for its progress display
         nb, result = _checked
@@ -45,15 +66,16 @@ def run(path, parameters: dict | None = None, store=None, workers: int | None = 
         raise PipelineInvalid(result.diagnostics)
     spec = result.spec
     values = resolve_parameters(spec.parameters, dict(parameters or {}), from_text=_text_parameters)
-    if not kernel_installed(spec.kernel_name):
+    if executor == "local" and not kernel_installed(spec.kernel_name):
         kernels = available_kernels()
         raise UsageError(f"{path}: kernel '{spec.kernel_name}' is not installed; available kernels: "
                          f"{', '.join(kernels) or 'none'} (fix: install it, or change the notebook's kernel)")
     ws = Workspace(store_root(path, store))
     try:
-        runner = LocalRunner(nb, spec, ws, RunOptions(workers=workers or 0, cache=cache, fail_fast=fail_fast,
-                                                      steps=list(steps or []), from_step=from_step),
-                             on_change=on_change)
+        options = RunOptions(workers=workers or 0, cache=cache, fail_fast=fail_fast, steps=list(steps or []),
+                             from_step=from_step)
+        extra = {} if executor == "local" else {"image": image, "base_image": base_image, "build_log": build_log}
+        runner = executor_class(executor)(nb, spec, ws, options, on_change=on_change, **extra)
         _active.append(runner)
         try:
             return runner.run(values)

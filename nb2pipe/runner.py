@@ -88,6 +88,8 @@ def graph_of(spec: PipelineSpec) -> StepGraph:
 
 
 class LocalRunner:
+    executor = "local"
+
     def __init__(self, notebook: Notebook, spec: PipelineSpec, workspace: Workspace,
                  options: RunOptions | None = None, on_change: Callable[[RunRecord, StepRecord], None] | None = None):
         self.nb = notebook
@@ -109,7 +111,7 @@ class LocalRunner:
 
         selected = self._selected_steps()
         forced = self._forced_steps()
-        env = runtime_info(self.ws.root, self.nb.folder, self.spec.kernel_name)
+        env = runtime_info(self.ws.root, self.nb.folder, self.spec.kernel_name, executor=self.executor)
         self.serializer_versions = {s.name: str(s.version) for s in artifacts.default_registry}
         run = RunRecord(
             id=new_run_id(), notebook=self.nb.path, notebook_sha256=self.nb.sha256,
@@ -219,7 +221,7 @@ class LocalRunner:
                     comp = self.spec.step(name)
                     inputs = self._inputs(comp, records, available)
                     key = step_cache_key(comp, self.parameters, {n: r.sha256 for n, r in inputs.items()},
-                                         self.env_fingerprint, self.serializer_versions)
+                                         self.env_fingerprint, self.serializer_versions, self._image_digest(name))
                     if self.opts.cache and comp.options.cache and name not in forced and self._try_cache(run, rec, key):
                         pending.remove(name)
                         progressed = True
@@ -240,12 +242,7 @@ class LocalRunner:
                     self._record(run, rec)
                     pool = self._kernels(run)
                     running[pool_exec.submit(self._execute, run, comp, rec, inputs, pool)] = name
-                if self.pool is not None:
-                    # Keep kernels booting ahead for the steps queued behind busy workers and the
-                    # ones still waiting on upstreams (most of which will need one).
-                    waiting = sum(1 for n in pending if self._upstream_state(n, state) != "failed")
-                    queued = max(0, len(running) - self.workers)
-                    self.pool.prefill(min(self.workers + 1, queued + waiting))
+                self._prefill(run, pending, running, state)
                 if self.opts.fail_fast and self._any_failed(state):
                     for name in pending:
                         self._skip(run, records[name], "cancelled", "not started: --fail-fast after a failure")
@@ -267,6 +264,18 @@ class LocalRunner:
             if self._cancel is not None:
                 for name in pending:
                     self._skip(run, records[name], "cancelled", "run cancelled")
+
+    def _prefill(self, run: RunRecord, pending: list[str], running: dict, state: dict[str, Status]) -> None:
+        if self.pool is not None:
+            # Keep kernels booting ahead for the steps queued behind busy workers and the
+            # ones still waiting on upstreams (most of which will need one).
+            waiting = sum(1 for n in pending if self._upstream_state(n, state) != "failed")
+            queued = max(0, len(running) - self.workers)
+            self.pool.prefill(min(self.workers + 1, queued + waiting))
+
+    def _image_digest(self, step: str) -> str | None:
+        """The image a step runs in, as part of its cache key (None: this machine's environment)."""
+        return None
 
     def _check_cancel(self) -> None:
         if self._cancel is not None and self.pool is not None:

@@ -50,6 +50,8 @@ class Serializer:
     version: int = 1
     extension: str = "bin"
     fallback: bool = False
+    # The Kubeflow Pipelines artifact type its values export as: "Dataset", "Model" or "Artifact".
+    kfp_artifact: str = "Artifact"
 
     def matches(self, value: Any) -> bool:
         return False
@@ -305,6 +307,7 @@ class ParquetSerializer(Serializer):
     name = "parquet"
     version = 1
     extension = "parquet"
+    kfp_artifact = "Dataset"
 
     def matches(self, value: Any) -> bool:
         pd = sys.modules.get("pandas")
@@ -422,6 +425,7 @@ class JoblibSerializer(Serializer):
     name = "joblib"
     version = 1
     extension = "joblib"
+    kfp_artifact = "Model"  # it only takes scikit-learn estimators
 
     def matches(self, value: Any) -> bool:
         return any(c.__name__ == "BaseEstimator" and c.__module__ == "sklearn.base" for c in type(value).__mro__)
