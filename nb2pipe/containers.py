@@ -8,7 +8,7 @@ artifact. Per attempt the container gets:
 * one writable folder (the attempt folder: outputs, executed notebook, result.json);
 * the notebook's folder, read-only, as its working directory (steps read data files relative to
   the notebook, as in a local run), and the run's pipeline spec, read-only;
-* the invoking user's uid (root maps to `nobody`: steps never run as root), `cpu:`/`memory:` as
+* the invoking user's uid (for root: the notebook folder's owner, or `nobody`; never root), `cpu:`/`memory:` as
   container limits, labels naming the run, step and store, and no host environment variables.
 
 Containers start ahead of need, like the local executor's kernels: a container boots Python and
@@ -24,8 +24,10 @@ import hashlib
 import json
 import os
 import socket
+import stat
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from .daemon import DockerError, docker_client
 from .errors import UsageError
@@ -39,12 +41,29 @@ NOBODY = 65534
 GRACE = 30.0  # seconds past a step's own timeout before the container itself is killed
 
 
-def container_user() -> str:
-    """The invoking user's uid:gid; root runs steps as nobody (a step never needs root)."""
+def container_user(folder: Path) -> tuple[int, int]:
+    """uid, gid steps run as: the invoking user's; for root, the notebook folder's owner, or
+    nobody when root owns it too (a step never needs root)."""
     uid, gid = os.getuid(), os.getgid()
-    if uid == 0:
-        return f"{NOBODY}:{NOBODY}"
-    return f"{uid}:{gid}"
+    if uid != 0:
+        return uid, gid
+    st = folder.stat()
+    return (st.st_uid, st.st_gid) if st.st_uid != 0 else (NOBODY, NOBODY)
+
+
+def check_readable(folder: Path, uid: int, gid: int) -> None:
+    """The notebook folder is the step's working directory: its uid must be able to enter it."""
+    st = folder.stat()
+    if st.st_uid == uid:
+        bits = (st.st_mode >> 6) & 5
+    elif st.st_gid == gid:
+        bits = (st.st_mode >> 3) & 5
+    else:
+        bits = st.st_mode & 5
+    if bits != 5:
+        raise UsageError(f"{folder}: steps run as uid {uid} in the container (never as root), which cannot read "
+                         f"this folder (mode {stat.filemode(st.st_mode)}) (fix: chmod o+rx '{folder}', or run "
+                         "nb2pipe as the folder's owner)")
 
 
 class StepContainer:
@@ -57,8 +76,8 @@ class StepContainer:
         self.inputs_dir = step_dir / f"inputs-{attempt}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.inputs_dir.mkdir(parents=True, exist_ok=True)
-        if os.getuid() == 0:  # the step runs as nobody and must be able to write here
-            os.chown(self.dir, NOBODY, NOBODY)
+        if os.getuid() == 0:  # the step runs as another uid and must be able to write here
+            os.chown(self.dir, *runner.uid_gid)
         self.image = runner.images[comp.name]
         self.container = None
         opts = comp.options
@@ -155,7 +174,8 @@ class DockerRunner(LocalRunner):
             raise UsageError(f"{self.nb.path}: the docker executor runs Python notebooks only "
                              f"(this one's kernel language is {self.spec.language})")
         self.client = docker_client()
-        self.user = container_user()
+        self.uid_gid = container_user(Path(self.nb.folder))
+        self.user = "%d:%d" % self.uid_gid
         self.requested_image = image
         self.base_image = base_image
         self.build_log = build_log or (lambda line: None)
@@ -194,6 +214,7 @@ class DockerRunner(LocalRunner):
 
     # --- lifecycle ------------------------------------------------------------------------
     def run(self, parameters: dict) -> RunRecord:
+        check_readable(Path(self.nb.folder), *self.uid_gid)
         self.reap_orphans()
         self.resolve_images()
         try:

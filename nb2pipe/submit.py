@@ -32,7 +32,6 @@ INSTALL_HINT = "pip install 'nb2pipe[kfp]'"
 PROBE_TIMEOUT = (10, 60)  # connect, read (seconds)
 
 
-
 class SubmitError(Nb2pipeError):
     """The KFP backend is unreachable or refused a request (exit 2: no run was started)."""
 
