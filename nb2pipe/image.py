@@ -133,6 +133,7 @@ def deps_dockerfile(base: str, wheels: bool, ignore_requires_python: bool = Fals
         # Second stage: only the installed venv is kept, not the wheelhouse it came from.
         f"FROM {base}",
         f"COPY --from=wheels {VENV} {VENV}",
+        f"COPY requirements.lock {IMAGE_ROOT}/requirements.lock",
         f"ENV PATH={VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     ]) + "\n"
 
@@ -326,7 +327,8 @@ def build_image(notebook_path, tag: str | None = None, base_image: str | None = 
     bases = [base] + sorted({c.options.image for c in spec.steps if c.options.image} - {base})
     images: dict[str, str] = {}
     for b in bases:
-        deps_key = hashlib.sha256(f"{_image_id(client, b)}\0{lock_text}\0".encode() + (extra or b"")).hexdigest()
+        recipe = deps_dockerfile(b, True) + deps_dockerfile(b, True, True)  # a changed recipe is a new image
+        deps_key = hashlib.sha256(f"{_image_id(client, b)}\0{lock_text}\0{recipe}\0".encode() + (extra or b"")).hexdigest()
         deps_tag = f"{DEPS_REPOSITORY}:{deps_key[:HASH_CHARS]}"
         deps_labels = {f"{LABEL}.deps": deps_key, f"{LABEL}.base": b, f"{LABEL}.version": __version__}
         if _image_with_labels(client, deps_tag, deps_labels) is None:
@@ -357,11 +359,22 @@ def build_image(notebook_path, tag: str | None = None, base_image: str | None = 
             result.image_id, result.deps_image = image_id, deps_tag
     for comp in spec.steps:
         result.step_images[comp.name] = images[comp.options.image] if comp.options.image else tag
+    if result.built:
+        _prune_replaced(client, spec.name)
     if push:
         for image_tag in sorted(set(images.values())):
             result.repo_digests += _push(client, image_tag, log)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _prune_replaced(client, pipeline: str) -> None:
+    """Drop this pipeline's images that a rebuild left untagged: each rebuild would otherwise
+    leave a few hundred megabytes behind. Tagged images (other versions) are kept."""
+    try:
+        client.images.prune(filters={"dangling": True, "label": f"{LABEL}.pipeline={pipeline}"})
+    except Exception:
+        pass  # housekeeping only
 
 
 def _default_wheelhouse() -> Path:
