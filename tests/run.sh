@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# README's test command: make sure a Docker daemon answers (installing and starting Debian's
+# docker.io when needed: the container tests run for real, never skipped) and the nb2pipe base
+# image exists, then run the whole suite. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! docker info >/dev/null 2>&1; then
+  if ! command -v dockerd >/dev/null 2>&1 || ! command -v debootstrap >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q docker.io debootstrap >/dev/null \
+      || { apt-get update -q >/dev/null && apt-get install -y -q docker.io debootstrap >/dev/null; }
+  fi
+  setsid dockerd >/tmp/nb2pipe-dockerd.log 2>&1 < /dev/null &
+  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+  docker info >/dev/null 2>&1 || { echo "dockerd did not start:" >&2; tail -20 /tmp/nb2pipe-dockerd.log >&2; exit 1; }
+fi
+command -v debootstrap >/dev/null 2>&1 || apt-get install -y -q debootstrap >/dev/null
+
+# The air-gapped base image the container tests build on (about a minute, once).
+docker image inspect nb2pipe-base:py3.11 >/dev/null 2>&1 || .venv/bin/nb2pipe base-image --python 3.11
+
+.venv/bin/python -m pytest -q "$@"
