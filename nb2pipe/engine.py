@@ -12,6 +12,7 @@ from __future__ import annotations
 from nbclient.util import ensure_async, run_hook, run_sync
 from papermill.clientwrap import PapermillNotebookClient
 from papermill.engines import NBClientEngine, papermill_engines
+from papermill.log import logger
 from papermill.utils import merge_kwargs, remove_args
 
 from .kernels import handshake
@@ -48,6 +49,7 @@ class StepEngine(NBClientEngine):
             timeout=execution_timeout if execution_timeout else kwargs.get("timeout"),
             startup_timeout=start_timeout,
             kernel_name=kernel_name,
+            log=logger,  # papermill's logger, as its own engine passes: log_output goes there
             log_output=log_output,
             stdout_file=stdout_file,
             stderr_file=stderr_file,

@@ -92,6 +92,18 @@ class _Published:
 
 def run_kfp(spec, step: str, executor_input_json: str) -> int:
     """Run `step` of `spec` for KFP; returns the process exit code (step_runtime's contract)."""
+    from .step_runtime import EXIT_INVALID, JobError
+
+    try:
+        return _run(spec, step, executor_input_json)
+    except JobError as exc:
+        # Reported here: under `python -m nb2pipe.step_runtime` the caller's JobError is
+        # __main__.JobError, another class than this one.
+        print(f"nb2pipe step runtime: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+
+
+def _run(spec, step: str, executor_input_json: str) -> int:
     from .step_runtime import JobError, exit_code, run_job
 
     try:
@@ -123,7 +135,8 @@ def run_kfp(spec, step: str, executor_input_json: str) -> int:
     timeout = os.environ.get(TIMEOUT_ENV)
     if timeout:
         try:
-            job["timeout"] = float(timeout)
+            seconds = float(timeout)
+            job["timeout"] = int(seconds) if seconds.is_integer() else seconds
         except ValueError:
             raise JobError(f"{TIMEOUT_ENV}={timeout!r} is not a number of seconds") from None
     _log_cell_output()
@@ -132,6 +145,8 @@ def run_kfp(spec, step: str, executor_input_json: str) -> int:
         job["work_dir"] = work
         result = run_job(spec, job)
         published = _Published()
+        if result["status"] != "succeeded" and not os.path.exists(os.path.join(work, "step.ipynb")):
+            _unexecuted_notebook(spec, comp, job, result["error"], os.path.join(work, "step.ipynb"))
         _publish_notebook(work, comp, result, outputs.get("artifacts") or {}, published)
         if result["status"] == "succeeded":
             _publish_outputs(work, comp, outputs.get("artifacts") or {}, published)
@@ -139,7 +154,10 @@ def run_kfp(spec, step: str, executor_input_json: str) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if result["error"]:
-        print(f"nb2pipe: step '{comp.name}' failed: {result['error']['message']}", file=sys.stderr)
+        message = result["error"]["message"]
+        if not message.startswith(f"step '{comp.name}'"):
+            message = f"step '{comp.name}' failed: {message}"
+        print(f"nb2pipe: {message}", file=sys.stderr)  # one line, naming the cell when known
     return exit_code(result)
 
 
@@ -246,6 +264,25 @@ def _publish_notebook(work: str, comp, result: dict, artifacts: dict, published:
         published.add(artifacts, EXECUTED_NOTEBOOK, dict(meta, format="ipynb", file=f"{comp.name}.ipynb"))
 
 
+def _unexecuted_notebook(spec, comp, job: dict, error: dict | None, path: str) -> None:
+    """The step notebook as it was to run, headed by why it has no output: a step killed early
+    (a short timeout, a dead kernel) leaves no executed notebook, and the KFP UI should still show
+    what the step was."""
+    try:
+        import nbformat
+        from nbformat.v4 import new_markdown_cell
+
+        from .stepnb import build_step_notebook
+
+        nb = build_step_notebook(spec, comp, job.get("inputs") or {}, os.path.join(job["work_dir"], "outputs"))
+        message = (error or {}).get("message") or "the step failed"
+        banner = new_markdown_cell(f"**nb2pipe: {message}; no cell output was saved.**", id="nb2pipe-failure")
+        nb.cells.insert(0, banner)
+        nbformat.write(nb, path)
+    except Exception:  # best effort: the task fails with its message either way
+        pass
+
+
 def _html(path: str, step: str) -> str:
     try:
         import nbformat
@@ -262,15 +299,25 @@ def _html(path: str, step: str) -> str:
 
 
 def _log_cell_output() -> None:
+    """Cell output (and which cell runs) into the task log; papermill's other chatter left out.
+
+    papermill logs cell output on the notebook client's logger: "papermill", or traitlets' own
+    when the engine builds the client without one (nb2pipe's engine does).
+    """
     import logging
 
-    log = logging.getLogger("papermill")
-    if not log.handlers:
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-        log.propagate = False
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.addFilter(lambda record: not str(record.msg).startswith(_NOISE))
+    for name in ("papermill", "traitlets"):
+        log = logging.getLogger(name)
+        if not log.handlers:
+            log.addHandler(handler)
+            log.setLevel(logging.INFO)
+            log.propagate = False
+
+
+_NOISE = ("Ending Cell", "Input Notebook", "Output Notebook", "Executing notebook with kernel")
 
 
 def _local_path(uri: str) -> str:

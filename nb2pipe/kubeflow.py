@@ -124,6 +124,7 @@ class StepPlan:
 class PipelinePlan:
     name: str
     notebook: str
+    summary: str
     description: str
     image: str
     parameters: list[tuple[str, str, object, str]]  # name, type, default, description
@@ -139,6 +140,11 @@ def plan_pipeline(spec, image: str, artifact_types: dict | None = None, path: st
 
     where = path or spec.notebook
     problems: list[Diagnostic] = []
+    if spec.language != "python":
+        # The step runtime executes every step with the image's own ipykernel.
+        problems.append(Diagnostic(where, f"the notebook's kernel is '{spec.kernel_name}' ({spec.language}); "
+                                          "exported steps run on a Python kernel", code="kfp",
+                                   fix="export Python notebooks only"))
     types = artifact_types or {}
     params = []
     for p in spec.parameters:
@@ -148,14 +154,15 @@ def plan_pipeline(spec, image: str, artifact_types: dict | None = None, path: st
             continue
         params.append((p.name, p.type, p.default, f"from the parameters cell (cell {p.cell_index})"))
     read_by_setup = _setup_parameters(spec)
-    plan = PipelinePlan(spec.name, spec.notebook, (
-        f"{spec.notebook} as a pipeline, exported by nb2pipe (spec {spec.spec_hash[:12]}): each task runs "
-        "one step's cells with papermill in the notebook's image."), image, params)
+    summary = f"{spec.notebook} as a pipeline, exported by nb2pipe (spec {spec.spec_hash[:12]})"
+    plan = PipelinePlan(spec.name, spec.notebook, summary + ".",
+                        summary + ": each task runs one step's cells with papermill in the notebook's image.",
+                        image, params)
     kfp_of = {c.name: c.kfp_name for c in spec.steps}
     for comp in spec.steps:
         first = comp.cells[0] if comp.cells else None
 
-        def problem(message, fix, comp=comp, first=first):
+        def problem(message, fix, first=first):
             problems.append(Diagnostic(where, message, cell_index=first.index if first else None,
                                        cell_id=first.id if first else None, fix=fix, code="kfp"))
 
@@ -218,20 +225,23 @@ def _parameter_problem(p) -> tuple[str, str] | None:
     if not KFP_NAME.fullmatch(p.name):
         return (f"parameter '{p.name}' cannot be a Kubeflow Pipelines parameter name, which must start with an "
                 "ASCII letter and hold only ASCII letters, digits and '_'", "rename the parameter")
-    if not _json_safe(p.default):
-        return (f"parameter '{p.name}' has a non-finite default, which Kubeflow Pipelines (JSON) cannot hold",
-                "use a finite number")
+    problem = _json_problem(p.default)
+    if problem:
+        return (f"parameter '{p.name}' {problem}, which Kubeflow Pipelines parameters (JSON) cannot hold",
+                "change the default")
     return None
 
 
-def _json_safe(value) -> bool:
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, list):
-        return all(_json_safe(v) for v in value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _json_safe(v) for k, v in value.items())
-    return True
+def _json_problem(value) -> str | None:
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"holds the non-finite number {value}"
+    if isinstance(value, dict) and any(not isinstance(k, str) for k in value):
+        return "has a dict key that is not a string"
+    for item in value.values() if isinstance(value, dict) else value if isinstance(value, list) else ():
+        problem = _json_problem(item)
+        if problem:
+            return problem
+    return None
 
 
 def _setup_parameters(spec) -> set[str]:
@@ -406,7 +416,7 @@ def pipeline_from_plan(plan: PipelinePlan):
         container = st.ContainerSpecImplementation(image=s.image, command=list(COMMAND), args=s.args)
         component_spec = st.ComponentSpec(name=s.name, description=s.description, inputs=inputs, outputs=outputs,
                                           implementation=st.Implementation(container=container))
-        components[s.name] = ContainerComponent(component_spec, pipeline_from_plan)
+        components[s.name] = ContainerComponent(component_spec, None)  # no Python function behind it
 
     names = [p[0] for p in plan.parameters]
 
@@ -634,7 +644,7 @@ def _component_def(s: StepPlan, func: str) -> ast.FunctionDef:
 def _pipeline_def(plan: PipelinePlan, func: str, funcs: dict, task_vars: dict) -> ast.FunctionDef:
     args = [ast.arg(n, ast.Name(ANNOTATIONS[t], ast.Load())) for n, t, _, _ in plan.parameters]
     defaults = [_literal(d) for _, _, d, _ in plan.parameters]
-    stmts: list[ast.stmt] = [_docstring(plan.description.split(":")[0] + ".",
+    stmts: list[ast.stmt] = [_docstring(plan.summary,
                                         [("Args", [(n, desc) for n, _, _, desc in plan.parameters])])]
     for s in plan.steps:
         keywords = [ast.keyword(p.name, ast.Name(p.pipeline_param, ast.Load())) for p in s.parameters]
