@@ -10,7 +10,9 @@ HERE = Path(__file__).parent
 def main() -> int:
     quick = "--quick" in sys.argv[1:]
     plan = [("bench_core.py", ["--repeat", "10", "--cli-repeat", "5"] if quick else []),
-            ("bench_runs.py", ["--quick"] if quick else [])]
+            ("bench_export.py", ["--repeat", "10", "--cli-repeat", "3"] if quick else []),
+            ("bench_runs.py", ["--quick"] if quick else []),
+            ("bench_docker.py", ["--quick"] if quick else [])]
     codes = []
     for script, args in plan:
         print(f"== {script}", flush=True)

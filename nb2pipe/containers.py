@@ -26,6 +26,7 @@ import os
 import socket
 import stat
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -129,13 +130,29 @@ class StepContainer:
         os.replace(tmp, self.dir / "job.json")
 
     def wait(self, timeout: float | None) -> int | None:
-        """The container's exit code, or None when it outlived `timeout` (then it is killed)."""
-        try:
-            status = self.container.wait(timeout=timeout) if timeout else self.container.wait()
-            return int(status.get("StatusCode", -1))
-        except Exception:  # requests' ReadTimeout / ConnectionError: the deadline passed
-            self.kill()
-            return None
+        """0 once result.json is written (the step is over: its kernel is being reaped), else the
+        container's exit code, or None when it outlived `timeout` (then it is killed)."""
+        deadline = time.monotonic() + timeout if timeout else None
+        result = self.dir / "result.json"
+        next_check = time.monotonic() + 0.5
+        while True:
+            if result.exists():
+                return 0
+            now = time.monotonic()
+            if deadline is not None and now > deadline:
+                self.kill()
+                return None
+            if now >= next_check:  # an exit without a result: crash, OOM kill, docker kill
+                next_check = now + 0.5
+                try:
+                    self.container.reload()
+                except Exception:
+                    return -1
+                if self.container.status in ("exited", "dead"):
+                    if result.exists():
+                        return 0
+                    return int(self.container.attrs.get("State", {}).get("ExitCode", -1))
+            time.sleep(0.01)
 
     def oom_killed(self) -> bool:
         try:

@@ -119,7 +119,7 @@ def parse_cell(source: str) -> ast.Module:
         raise CellSyntaxError(exc.msg or "invalid syntax", exc.lineno) from None
 
 
-def _magic_call(node: ast.AST) -> tuple[str, str, str] | None:
+def magic_call(node: ast.AST) -> tuple[str, str, str] | None:
     """Recognise get_ipython().run_line_magic/run_cell_magic('name', 'arg'[, 'body'])."""
     if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
         return None
@@ -254,7 +254,7 @@ class _TopLevel:
                     self.expr(child)
 
     def _magic(self, value: ast.expr, targets: list[ast.expr] | None = None) -> bool:
-        found = _magic_call(value)
+        found = magic_call(value)
         if not found:
             return False
         kind, name, arg = found

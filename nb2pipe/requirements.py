@@ -129,6 +129,8 @@ def _cell_imports(spec: PipelineSpec) -> list[ImportSite]:
 def _imports_in(tree: ast.AST) -> list[tuple[str, bool]]:
     """(module, guarded) for every absolute import anywhere in `tree`, incl. functions and
     `importlib.import_module("x")` / `__import__("x")` with a literal name."""
+    from .dataflow import CODE_CELL_MAGICS, CODE_LINE_MAGICS, CellSyntaxError, magic_call, parse_cell
+
     found: list[tuple[str, bool]] = []
 
     def visit(node: ast.AST, guarded: bool) -> None:
@@ -146,6 +148,15 @@ def _imports_in(tree: ast.AST) -> list[tuple[str, bool]]:
         elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant) \
                 and isinstance(node.args[0].value, str) and _is_dynamic_import(node.func):
             found.append((node.args[0].value, guarded))
+        elif isinstance(node, ast.Call) and (magic := magic_call(node)) is not None:
+            # `%time import x`, `%%capture`: the transformer left the code as a string argument.
+            kind, name, arg = magic
+            body = arg.partition("\n\x00")[2] if kind == "cell" else arg
+            if name in (CODE_CELL_MAGICS if kind == "cell" else CODE_LINE_MAGICS):
+                try:
+                    visit(parse_cell(body), guarded)
+                except CellSyntaxError:
+                    pass
         for child in ast.iter_child_nodes(node):
             visit(child, guarded)
 
@@ -192,7 +203,7 @@ def _distributions_for(module: str, top: str, top_to_dists: dict[str, list[str]]
     # A namespace package (`google`) is shared by many distributions: keep those that ship the
     # imported submodule.
     rel = module.replace(".", "/")
-    narrowed = [d for d in dists if any(str(f).startswith(rel) for f in (_files(d) or []))]
+    narrowed = [d for d in dists if any(str(f).startswith((rel + "/", rel + ".")) for f in (_files(d) or []))]
     return narrowed or dists
 
 

@@ -70,14 +70,17 @@ def run_job(spec, job: dict, kernels=None) -> dict:
     os.makedirs(out_dir, exist_ok=True)
     pool = kernels or kernel_pool(job.get("cwd") or os.getcwd())
     try:
-        error = _execute(spec, comp, job, work, out_dir, pool)
-    except Exception as exc:  # a fault of the runtime itself: still leave a result behind
-        error = StepError("error", f"nb2pipe could not run the step: {type(exc).__name__}: {exc}")
+        try:
+            error = _execute(spec, comp, job, work, out_dir, pool)
+        except Exception as exc:  # a fault of the runtime itself: still leave a result behind
+            error = StepError("error", f"nb2pipe could not run the step: {type(exc).__name__}: {exc}")
+        result = {"status": "succeeded" if error is None else "failed",
+                  "error": error.to_dict() if error is not None else None}
+        # Written before the kernel is reaped: the docker executor takes result.json as the end
+        # of the step and removes the container in the background.
+        _write_json(os.path.join(work, "result.json"), result)
     finally:
         pool.close(wait=True)
-    result = {"status": "succeeded" if error is None else "failed",
-              "error": error.to_dict() if error is not None else None}
-    _write_json(os.path.join(work, "result.json"), result)
     return result
 
 
