@@ -53,7 +53,7 @@ def step_image_tag(pipeline_image: str, comp: ComponentSpec) -> str:
 LABEL = "org.nb2pipe"
 IMAGE_ROOT = "/opt/nb2pipe"
 VENV = f"{IMAGE_ROOT}/venv"
-WORK_DIR = f"{IMAGE_ROOT}/work"  # the step's working directory: local modules live here
+WORK_DIR = f"{IMAGE_ROOT}/app"  # the step's working directory: local modules live here
 SPEC_PATH = f"{IMAGE_ROOT}/pipeline.json"
 DEPS_REPOSITORY = "nb2pipe-deps"
 # Files in a context get one fixed mtime, so identical inputs give byte-identical contexts.
@@ -150,7 +150,7 @@ def pipeline_dockerfile(deps_image: str, wheel_name: str, has_work: bool) -> str
         f"WORKDIR {WORK_DIR}",
     ]
     if has_work:
-        lines.append(f"COPY work/ {WORK_DIR}/")
+        lines.append(f"COPY app/ {WORK_DIR}/")
     lines.append(f"COPY pipeline/ {IMAGE_ROOT}/")  # last: the only layer a notebook edit changes
     return "\n".join(lines) + "\n"
 
@@ -179,7 +179,7 @@ def pipeline_context(spec: PipelineSpec, folder: Path, local_modules: list[Path]
         for f in ([src] if src.is_file() else sorted(p for p in src.rglob("*") if p.is_file())):
             if "__pycache__" in f.parts or f.suffix in (".pyc", ".pyo"):
                 continue
-            ctx.files[f"work/{f.relative_to(folder).as_posix()}"] = f.read_bytes()
+            ctx.files[f"app/{f.relative_to(folder).as_posix()}"] = f.read_bytes()
     ctx.files["pipeline/pipeline.json"] = spec.to_json().encode()
     for comp in spec.steps:  # readable step sources beside the spec the runtime executes
         ctx.files[f"pipeline/steps/{comp.name}.py"] = _step_source(spec, comp).encode()

@@ -42,7 +42,7 @@ def test_dockerfiles_put_dependencies_first_and_the_pipeline_last():
     assert any(line.startswith("COPY --from=wheels") for line in deps)  # only the venv leaves that stage
     app = pipeline_dockerfile("nb2pipe-deps:abc", "nb2pipe-0.1.0-py3-none-any.whl", has_work=True).splitlines()
     assert app[1] == "FROM nb2pipe-deps:abc"
-    assert app[-2].startswith("COPY work/") and app[-1].startswith("COPY pipeline/")
+    assert app[-2].startswith("COPY app/") and app[-1].startswith("COPY pipeline/")
 
 
 def test_edit_rebuilds_only_the_last_layer(tmp_path, base_image, monkeypatch):
@@ -83,7 +83,7 @@ def test_edit_rebuilds_only_the_last_layer(tmp_path, base_image, monkeypatch):
 
     # The image holds the spec, the step sources, the local module and the lock.
     files = _files_in(edited.tag, "/opt/nb2pipe")
-    assert {"opt/nb2pipe/pipeline.json", "opt/nb2pipe/steps/a.py", "opt/nb2pipe/work/helpers.py",
+    assert {"opt/nb2pipe/pipeline.json", "opt/nb2pipe/steps/a.py", "opt/nb2pipe/app/helpers.py",
             "opt/nb2pipe/requirements.lock"} <= files
 
 

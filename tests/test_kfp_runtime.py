@@ -282,7 +282,7 @@ def test_input_artifact_without_nb2pipe_metadata_is_refused(tmp_path):
 @pytest.fixture
 def on_this_machine(monkeypatch):
     """Make kfp.local's DockerRunner run each task's command here: the in-image spec comes from
-    NB2PIPE_SPEC, the working directory is the notebook's folder (as /opt/nb2pipe/work is)."""
+    NB2PIPE_SPEC, the working directory is the notebook's folder (as /opt/nb2pipe/app is)."""
     from kfp.local import docker_task_handler, status
 
     where: dict = {}
