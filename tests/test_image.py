@@ -166,3 +166,14 @@ def test_self_wheel_is_reproducible_and_installable_metadata():
         record = zf.read(f"nb2pipe-{nb2pipe.__version__}.dist-info/RECORD").decode()
     assert all(line.split(",")[0] in names for line in record.splitlines())
     assert not [n for n in names if n.startswith("/") or ".." in n.split("/")]
+
+
+def test_push_to_an_unreachable_registry_is_a_clear_error(tmp_path, base_image):
+    # No registry can run here without extra packages: a closed loopback port proves the push
+    # path and its error; the image itself is built and kept.
+    nb = make_nb(tmp_path, [("step:a", "a = 1")])
+    proc = subprocess.run([*NB2PIPE, "build", str(nb), "--base-image", base_image, "--tag",
+                           "127.0.0.1:9/nb2pipe-push-test:1", "--push"], env=cli_env(), capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert "push of 127.0.0.1:9/nb2pipe-push-test:1 failed" in proc.stderr and "Traceback" not in proc.stderr
+    assert client().images.get("127.0.0.1:9/nb2pipe-push-test:1")
