@@ -108,17 +108,21 @@ def time_in_process(path: Path, repeat: int) -> list[float]:
     return samples
 
 
-def time_cli(path: Path, repeat: int) -> list[float]:
+def time_command(cmd: list[str], repeat: int) -> list[float]:
+    """Wall times of `cmd` run `repeat` times in fresh processes (from the repository root)."""
     samples = []
-    cmd = [sys.executable, "-m", "nb2pipe", "validate", str(path)]
     root = Path(__file__).resolve().parent.parent
     for _ in range(repeat):
         start = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=root)
         samples.append(time.perf_counter() - start)
         if proc.returncode != 0:
-            raise SystemExit(f"validate failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}")
+            raise SystemExit(f"{' '.join(cmd[2:4])} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}")
     return samples
+
+
+def time_cli(path: Path, repeat: int) -> list[float]:
+    return time_command([sys.executable, "-m", "nb2pipe", "validate", str(path)], repeat)
 
 
 def main(argv=None) -> int:

@@ -23,7 +23,6 @@ import importlib
 import io
 import pstats
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -94,15 +93,9 @@ def time_in_process(path: Path, repeat: int) -> list[float]:
 
 
 def time_cli(path: Path, out: Path, repeat: int) -> list[float]:
-    samples = []
-    cmd = [sys.executable, "-m", "nb2pipe", "export", str(path), "--to", "kfp", "-o", str(out)]
-    for _ in range(repeat):
-        start = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-        samples.append(time.perf_counter() - start)
-        if proc.returncode != 0:
-            raise SystemExit(f"export failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}")
-    return samples
+    from bench_core import time_command  # beside this script
+
+    return time_command([sys.executable, "-m", "nb2pipe", "export", str(path), "--to", "kfp", "-o", str(out)], repeat)
 
 
 def main(argv=None) -> int:

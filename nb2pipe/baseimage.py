@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from .daemon import DockerError, docker_client
+from .daemon import DockerError, docker_client, explain
 from .errors import UsageError
 
 DEFAULT_TAG_FMT = "nb2pipe-base:py{python}"
@@ -106,7 +106,7 @@ def ensure_base_image(python: str | None = None, log=print) -> str:
         docker_client().images.pull("python", tag=f"{python}-slim")
         return f"python:{python}-slim"
     except (DockerException, OSError) as exc:  # no registry reachable: the usual case offline
-        log(f"cannot pull python:{python}-slim ({_first_line(exc)}); building {base_image_tag(python)} instead")
+        log(f"cannot pull python:{python}-slim ({explain(exc, 200)}); building {base_image_tag(python)} instead")
     tag = base_image_tag(python)
     build_base_image(python, tag=tag, log=log)
     return tag
@@ -154,7 +154,7 @@ def build_base_image(python: str | None = None, tag: str | None = None, mirror: 
                                               changes=changes)
             image = client.images.get(tag)
         except Exception as exc:  # docker.errors.APIError, or the connection dropping mid-upload
-            raise DockerError(f"docker import of {tag} failed: {_first_line(exc)}") from None
+            raise DockerError(f"docker import of {tag} failed: {explain(exc, 200)}") from None
     finally:
         _remove(work)
     took = time.monotonic() - started
@@ -322,8 +322,3 @@ def _remove(work: Path) -> None:
         print(f"nb2pipe: left {work} in place: still mounted: {', '.join(left)}", file=sys.stderr)
         return
     shutil.rmtree(work, ignore_errors=True)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__

@@ -30,7 +30,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .daemon import DockerError, docker_client
+from .daemon import DockerError, docker_client, explain
 from .errors import UsageError
 from .records import ArtifactRef, RunRecord, StepError, StepRecord
 from .runner import LocalRunner
@@ -109,7 +109,7 @@ class StepContainer:
         except Exception as exc:
             self.remove()
             raise DockerError(f"cannot start a container of {self.image} for step '{comp.name}': "
-                              f"{_explain(exc)}") from None
+                              f"{explain(exc)}") from None
 
     def submit(self, job: dict) -> None:
         """Hand the booted container its job: link the inputs in, then write the job file."""
@@ -376,9 +376,4 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-
-
-def _explain(exc) -> str:
-    text = getattr(exc, "explanation", None) or str(exc)
-    return str(text).strip().splitlines()[0][:300] if str(text).strip() else type(exc).__name__
 

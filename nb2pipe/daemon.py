@@ -33,13 +33,15 @@ def docker_client():
         client = docker.from_env(timeout=120)
         client.ping()
     except DockerException as exc:
-        raise DockerError(f"no Docker daemon answers ({_short(exc)}); {START_HINT}") from None
+        raise DockerError(f"no Docker daemon answers ({explain(exc, 160)}); {START_HINT}") from None
     except Exception as exc:  # requests/urllib3 connection errors surface untranslated at ping()
-        raise DockerError(f"no Docker daemon answers ({_short(exc)}); {START_HINT}") from None
+        raise DockerError(f"no Docker daemon answers ({explain(exc, 160)}); {START_HINT}") from None
     _client = client
     return client
 
 
-def _short(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text if len(text) <= 160 else text[:157] + "..."
+def explain(exc: BaseException, limit: int = 300) -> str:
+    """One line for a docker SDK error: the daemon's own explanation when it gave one."""
+    text = str(getattr(exc, "explanation", None) or exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."

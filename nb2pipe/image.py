@@ -19,7 +19,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .daemon import DockerError, docker_client
+from .daemon import DockerError, docker_client, explain
 from .errors import Diagnostic, UsageError
 from .spec import ComponentSpec, PipelineSpec
 
@@ -410,7 +410,7 @@ def _check_python(client, base: str) -> str | None:
         out = client.containers.run(base, ["python3", "-c", "import platform; print(platform.python_version())"],
                                     remove=True, network_disabled=True, stdout=True, stderr=True)
     except Exception as exc:
-        raise BuildError(f"base image '{base}' cannot run python3 ({_explain(exc)}) (fix: pick a base image with "
+        raise BuildError(f"base image '{base}' cannot run python3 ({explain(exc)}) (fix: pick a base image with "
                          f"Python {want}, or leave out --base-image)") from None
     full = out.decode().strip()
     have = ".".join(full.split(".")[:2])
@@ -437,7 +437,7 @@ def _require_local_or_pull(client, image: str) -> None:
         client.images.pull(name, tag=version)
     except APIError as exc:
         raise UsageError(f"base image '{image}' is not on this machine and cannot be pulled "
-                         f"({_explain(exc)}) (fix: build or load it first, or leave out --base-image to use "
+                         f"({explain(exc)}) (fix: build or load it first, or leave out --base-image to use "
                          "the nb2pipe base image)") from None
 
 
@@ -481,7 +481,7 @@ def _docker_build(client, folder: Path, tag: str, labels: dict, log, result: Bui
                 elif line.strip():
                     step_output.append(_ANSI.sub("", line).rstrip())
     except APIError as exc:
-        raise BuildError(f"docker build of {tag} failed: {_explain(exc)}") from None
+        raise BuildError(f"docker build of {tag} failed: {explain(exc)}") from None
     if image_id is None:
         raise BuildError(_build_failure(tag, current_step, step_output, "the build ended without an image"))
     return client.images.get(image_id).id
@@ -507,8 +507,3 @@ def _push(client, tag: str, log) -> list[str]:
                           "image for a registry you can write to: --tag REGISTRY/NAME:TAG)")
     log(f"pushed {tag}")
     return list(client.images.get(tag).attrs.get("RepoDigests") or [])
-
-
-def _explain(exc) -> str:
-    text = getattr(exc, "explanation", None) or str(exc)
-    return str(text).strip().splitlines()[0][:300] if str(text).strip() else type(exc).__name__

@@ -27,7 +27,6 @@ Design
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import threading
@@ -37,17 +36,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import nbformat
-
 from .cache import _jsonable, step_cache_key
 from .errors import ExitCode, UsageError
 from .graph import StepGraph
-from .kernels import KernelPool, KernelStartError, execute_in, kill_kernel
+from .kernels import KernelPool, KernelStartError
 from .notebook import Notebook
 from .records import ArtifactRef, Metric, RunRecord, RunStatus, Status, StepError, StepRecord, new_run_id
 from .spec import ComponentSpec, PipelineSpec
-from .stepio import DONE_MARKER
-from .failures import cell_error, early_exit, last_started_cell
+from .execute import execute_step
 from .stepnb import build_step_notebook
 
 
@@ -365,11 +361,6 @@ class LocalRunner:
 
     def _attempt(self, run: RunRecord, comp: ComponentSpec, rec: StepRecord, inputs: dict[str, ArtifactRef],
                  pool: KernelPool, attempt: int) -> StepError | None:
-        import papermill
-        from papermill.exceptions import PapermillExecutionError
-
-        from .engine import ENGINE_NAME
-
         attempt_dir = self.ws.run_dir(run.id) / comp.name / f"attempt-{attempt}"
         out_dir = attempt_dir / "outputs"
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -388,66 +379,15 @@ class LocalRunner:
             km = pool.acquire()
         except KernelStartError as exc:
             return StepError("kernel_died", str(exc))
-        timer = None
-        timed_out = threading.Event()
-        if comp.options.timeout:
-            def expire():
-                timed_out.set()
-                kill_kernel(km)
-            timer = threading.Timer(comp.options.timeout, expire)
-            timer.daemon = True
-            timer.start()
-        error: StepError | None = None
-        executed = None
         try:
-            executed = papermill.execute_notebook(
-                step_nb, str(partial), parameters=self.parameters or None, kernel_name=self.spec.kernel_name,
-                progress_bar=False, log_output=False, km=km, engine_name=ENGINE_NAME,
-                execution_timeout=comp.options.timeout, start_timeout=self.opts.startup_timeout,
-                # Save at start and end, and every 30 s during a long cell (papermill autosave);
-                # not after every cell: each save re-validates the whole notebook.
-                request_save_on_cell_execute=False, autosave_cell_every=30,
-            )
-        except PapermillExecutionError as exc:
-            error = cell_error(partial, exc)
-            if error is None:  # only allowed errors (raises-exception): execution went on
-                executed = nbformat.read(str(partial), as_version=4)
-        except Exception as exc:
-            error = self._died(exc, comp, timed_out)
+            error = execute_step(comp, step_nb, partial, final, out_dir, km, kernel_name=self.spec.kernel_name,
+                                 parameters=self.parameters, timeout=comp.options.timeout,
+                                 start_timeout=self.opts.startup_timeout, cancelled=lambda: self._cancel is not None)
         finally:
-            if timer is not None:
-                timer.cancel()
-        if timed_out.is_set():
-            error = StepError("timeout", f"step '{comp.name}' timed out after {comp.options.timeout} s",
-                              *last_started_cell(partial))
-        if error is None and not (out_dir / DONE_MARKER).exists():
-            error = self._early_exit(comp, km, executed, str(out_dir))
-        pool.discard(km)
-        self._publish_notebook(partial, final)
+            pool.discard(km)
         if error is not None:
             return error
         return self._commit_outputs(comp, rec, out_dir)
-
-    def _died(self, exc: Exception, comp: ComponentSpec, timed_out: threading.Event) -> StepError:
-        name = type(exc).__name__
-        if self._cancel is not None:
-            return StepError("cancelled", "cancelled while running")
-        if timed_out.is_set() or name == "CellTimeoutError":
-            return StepError("timeout", f"step '{comp.name}' timed out after {comp.options.timeout} s")
-        if name == "DeadKernelError" or "died" in str(exc).lower():
-            return StepError("kernel_died", f"kernel died while running step '{comp.name}'")
-        return StepError("error", f"{name}: {exc}")
-
-    def _early_exit(self, comp: ComponentSpec, km, executed, out_dir: str) -> StepError | None:
-        return early_exit(comp, executed, lambda source: asyncio.run(execute_in(km, source)))
-
-    def _publish_notebook(self, partial: Path, final: Path) -> None:
-        """papermill wrote `partial` in place; once it is complete, make it `final` atomically."""
-        if not partial.exists():
-            return
-        with open(partial, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(partial, final)
 
     def _commit_outputs(self, comp: ComponentSpec, rec: StepRecord, out_dir: Path) -> StepError | None:
         manifest_path = out_dir / "manifest.json"

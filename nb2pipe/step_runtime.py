@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import sys
-import threading
 import time
 
 SPEC_ENV = "NB2PIPE_SPEC"
@@ -95,75 +94,27 @@ def kernel_pool(cwd: str):
 
 
 def _execute(spec, comp, job: dict, work: str, out_dir: str, pool):
-    import asyncio
     from pathlib import Path
 
-    import nbformat
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-
-    from .engine import ENGINE_NAME
-    from .failures import cell_error, early_exit, last_started_cell
-    from .kernels import KernelStartError, execute_in, kill_kernel
+    from .execute import execute_step
+    from .kernels import KernelStartError
     from .records import StepError
-    from .stepio import DONE_MARKER
     from .stepnb import build_step_notebook
 
     step_nb = build_step_notebook(spec, comp, job.get("inputs") or {}, out_dir,
                                   kernelspec={"name": KERNEL_NAME, "language": spec.language,
                                               "display_name": "Python 3"})
-    partial = Path(work) / "step.partial.ipynb"
-    final = Path(work) / "step.ipynb"
-    timeout = job.get("timeout") or comp.options.timeout
     try:
         km = pool.acquire()
     except KernelStartError as exc:
         return StepError("kernel_died", str(exc))
-    timed_out = threading.Event()
-    timer = None
-    if timeout:
-        def expire():
-            timed_out.set()
-            kill_kernel(km)
-        timer = threading.Timer(float(timeout), expire)
-        timer.daemon = True
-        timer.start()
-    error = None
-    executed = None
     try:
-        executed = papermill.execute_notebook(
-            step_nb, str(partial), parameters=job.get("parameters") or None, kernel_name=KERNEL_NAME, km=km,
-            engine_name=ENGINE_NAME, progress_bar=False, log_output=bool(job.get("log_output")),
-            execution_timeout=timeout, request_save_on_cell_execute=False, autosave_cell_every=30,
-        )
-    except PapermillExecutionError as exc:
-        error = cell_error(partial, exc)
-        if error is None:
-            executed = nbformat.read(str(partial), as_version=4)
-    except Exception as exc:
-        name = type(exc).__name__
-        if timed_out.is_set() or name == "CellTimeoutError":
-            error = StepError("timeout", f"step '{comp.name}' timed out after {timeout} s")
-        elif name == "DeadKernelError" or "died" in str(exc).lower():
-            error = StepError("kernel_died", f"kernel died while running step '{comp.name}'")
-        else:
-            error = StepError("error", f"{name}: {exc}")
-    finally:
-        if timer is not None:
-            timer.cancel()
-    try:
-        if timed_out.is_set():
-            error = StepError("timeout", f"step '{comp.name}' timed out after {timeout} s",
-                              *last_started_cell(partial))
-        if error is None and not os.path.exists(os.path.join(out_dir, DONE_MARKER)):
-            error = early_exit(comp, executed, lambda source: asyncio.run(execute_in(km, source)))
+        return execute_step(comp, step_nb, Path(work) / "step.partial.ipynb", Path(work) / "step.ipynb", Path(out_dir),
+                            km, kernel_name=KERNEL_NAME, parameters=job.get("parameters"),
+                            timeout=job.get("timeout") or comp.options.timeout,
+                            log_output=bool(job.get("log_output")))
     finally:
         pool.discard(km)
-    if partial.exists():
-        with open(partial, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(partial, final)
-    return error
 
 
 def wait_for(path: str, poll: float = 0.005) -> None:
