@@ -97,7 +97,7 @@ def _stats(samples: list[float]) -> tuple[float, float, float]:
 
 
 def time_in_process(path: Path, repeat: int) -> list[float]:
-    from nb2pipe.compile import check_notebook
+    from nb2pipe.compile.compiler import check_notebook
 
     samples = []
     for _ in range(repeat):
@@ -141,7 +141,7 @@ def main(argv=None) -> int:
         print(f"notebook: {len(nb.cells)} cells ({code_cells} code), {N_STEPS} steps, "
               f"{path.stat().st_size / 1024:.0f} KiB")
 
-        from nb2pipe.compile import check_notebook
+        from nb2pipe.compile.compiler import check_notebook
 
         first = time.perf_counter()
         result = check_notebook(str(path))  # warm-up: imports IPython, nbformat's validator

@@ -13,7 +13,7 @@ the same run for the ratio lines. `--full-cold` also times the dependency image 
 (its tag removed, docker's layer cache off, an empty wheelhouse) and the first build of the same
 notebook under a new file name.
 
-Base image: --base-image, else nb2pipe.baseimage.ensure_base_image() (a local python:X.Y-slim or
+Base image: --base-image, else nb2pipe.images.baseimage.ensure_base_image() (a local python:X.Y-slim or
 nb2pipe-base:pyX.Y, built when missing). Every pipeline image the benchmark builds is removed at
 the end (--keep-images keeps them); the dependency image stays, as it would for a user.
 
@@ -90,7 +90,7 @@ def cli_build(nb: Path, base: str) -> tuple[float, dict]:
 
 def api_build(nb: Path, base: str, **kw):
     """build_image in this process (compile included, as `nb2pipe build` does): wall time, result."""
-    from nb2pipe.image import build_image
+    from nb2pipe.images.build import build_image
 
     t = time.perf_counter()
     result = build_image(str(nb), base_image=base, log=lambda line: None, **kw)
@@ -117,7 +117,7 @@ def papermill_cli(nb: Path, out: Path) -> float:
 @contextlib.contextmanager
 def docker_layer_cache_off():
     """Every build this process starts runs with docker's --no-cache."""
-    from nb2pipe.daemon import docker_client
+    from nb2pipe.images.daemon import docker_client
 
     api = docker_client().api
     api.build = functools.partial(type(api).build, api, nocache=True)
@@ -139,7 +139,7 @@ def fmt(samples: list[float]) -> str:
 
 def remove_bench_images(keep_ids: set[str] = frozenset()) -> int:
     """Remove the pipeline images of the benchmark's notebooks (every tag of them)."""
-    from nb2pipe.daemon import docker_client
+    from nb2pipe.images.daemon import docker_client
 
     client = docker_client()
     removed = 0
@@ -158,15 +158,15 @@ def choose_base(requested: str | None) -> str:
     if requested:
         return requested
     try:
-        from nb2pipe.baseimage import ensure_base_image
+        from nb2pipe.images.baseimage import ensure_base_image
     except ImportError:
-        raise SystemExit("this nb2pipe has no nb2pipe.baseimage: pass --base-image IMAGE (a local image with "
+        raise SystemExit("this nb2pipe has no nb2pipe.images.baseimage: pass --base-image IMAGE (a local image with "
                          f"Python {sys.version_info.major}.{sys.version_info.minor})") from None
     return ensure_base_image(log=print)
 
 
 def machine() -> str:
-    from nb2pipe.daemon import docker_client
+    from nb2pipe.images.daemon import docker_client
 
     info = docker_client().info()
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -179,7 +179,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repetitions")
     ap.add_argument("--steps", type=int, default=10, help="steps of the linear notebook (default 10)")
-    ap.add_argument("--base-image", help="base image [default: nb2pipe.baseimage.ensure_base_image()]")
+    ap.add_argument("--base-image", help="base image [default: nb2pipe.images.baseimage.ensure_base_image()]")
     ap.add_argument("--full-cold", action="store_true",
                     help="also build the dependency image from nothing, and the notebook under a new name")
     ap.add_argument("--keep-images", action="store_true", help="keep the pipeline images built here")
@@ -189,7 +189,7 @@ def main(argv=None) -> int:
     n = 3 if args.quick else 5
     n_runs = 3 if args.quick else 5
     sys.path.insert(0, str(ROOT))
-    from nb2pipe.daemon import docker_client
+    from nb2pipe.images.daemon import docker_client
 
     docker_client()  # no daemon: DockerError now, not after the local runs
     base = choose_base(args.base_image)
@@ -312,7 +312,7 @@ def measure(args, base: str, work: Path, n: int, n_runs: int) -> list[tuple[str,
 
 def full_cold(nb: Path, base: str, deps_image: str, work: Path, steps: int, seed: int, results: list) -> None:
     """The dependency image from nothing, and the same notebook under another file name."""
-    from nb2pipe.daemon import docker_client
+    from nb2pipe.images.daemon import docker_client
 
     client = docker_client()
     # The tag goes; the image itself stays while pipeline images are built FROM it (docker

@@ -77,7 +77,7 @@ def _stats(samples: list[float]) -> tuple[float, float, float]:
 
 
 def _export(path: Path) -> str:
-    from nb2pipe.kubeflow import compile_pipeline
+    from nb2pipe.kubeflow.ir import compile_pipeline
 
     # The default path: artifact types from the run store (none here: all system.Artifact).
     return compile_pipeline(path, warn=lambda message: None)

@@ -12,19 +12,19 @@ __all__ = ["__version__", "compile_notebook", "PipelineSpec", "ComponentSpec", "
 
 def __getattr__(name: str):
     if name == "compile_notebook":
-        from .compile import compile_notebook
+        from nb2pipe.compile.compiler import compile_notebook
 
         return compile_notebook
     if name in ("PipelineSpec", "ComponentSpec", "ParameterSpec"):
-        from . import spec
+        from nb2pipe.model import spec
 
         return getattr(spec, name)
     if name == "run":
-        from .api import run
+        from nb2pipe.api import run
 
         return run
     if name == "load":
-        from .api import load
+        from nb2pipe.api import load
 
         return load
     raise AttributeError(f"module 'nb2pipe' has no attribute {name!r}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .records import RunRecord
+from nb2pipe.model.records import RunRecord
 
 STORE_ENV = "NB2PIPE_STORE"
 DEFAULT_STORE = ".nb2pipe"
@@ -23,13 +23,13 @@ def store_root(notebook: str | os.PathLike | None, store: str | os.PathLike | No
 
 # Executors by name: where a run's steps execute. Values are "module:class" so that choosing the
 # local executor never imports the docker SDK.
-EXECUTORS = {"local": "nb2pipe.runner:LocalRunner", "docker": "nb2pipe.containers:DockerRunner"}
+EXECUTORS = {"local": "nb2pipe.execution.scheduler:LocalRunner", "docker": "nb2pipe.execution.docker:DockerRunner"}
 
 
 def executor_class(name: str):
     import importlib
 
-    from .errors import UsageError
+    from nb2pipe.errors import UsageError
 
     if name not in EXECUTORS:
         raise UsageError(f"unknown executor '{name}' (executors: {', '.join(EXECUTORS)})")
@@ -50,12 +50,12 @@ def run(path, parameters: dict | None = None, store=None, workers: int | None = 
     Invalid input raises (NotebookReadError, PipelineInvalid, UsageError) before anything runs;
     a failing step does not raise: look at `record.status` and each step's `error`.
     """
-    from .compile import check_notebook
-    from .errors import PipelineInvalid, UsageError
-    from .kernels import available_kernels, kernel_installed
-    from .notebook import read_notebook
-    from .parameters import resolve_parameters
-    from .runner import RunOptions, Workspace
+    from nb2pipe.compile.compiler import check_notebook
+    from nb2pipe.errors import PipelineInvalid, UsageError
+    from nb2pipe.runtime.kernels import available_kernels, kernel_installed
+    from nb2pipe.compile.notebook import read_notebook
+    from nb2pipe.compile.parameters import resolve_parameters
+    from nb2pipe.execution.scheduler import RunOptions, Workspace
 
     if _checked is not None:  # the CLI already read and checked it for its progress display
         nb, result = _checked
@@ -100,20 +100,20 @@ def load(name: str, run: str | None = None, store=None, notebook=None):
     In a notebook or a debugger this reproduces a step's exact inputs:
     `df = nb2pipe.load("df", run="20261121-...")`.
     """
-    from .artifacts import load_value
-    from .objects import ObjectStore
-    from .store import RunStore
+    from nb2pipe.artifacts.values import load_value
+    from nb2pipe.store.objects import ObjectStore
+    from nb2pipe.store.runs import RunStore
 
     root = store_root(notebook, store)
     if not (root / "runs.db").exists():
-        from .errors import UsageError
+        from nb2pipe.errors import UsageError
 
         raise UsageError(f"no nb2pipe store at {root} (pass store=..., or run the pipeline first)")
     with RunStore(root) as runs:
         ref = runs.find_artifact(name, run_id=run, notebook=str(notebook) if notebook else None)
     objects = ObjectStore(root)
     if not objects.verify(ref.sha256):
-        from .errors import StoreError
+        from nb2pipe.errors import StoreError
 
         raise StoreError(f"artifact '{name}' ({ref.sha256[:12]}) failed its integrity check")
     return load_value(str(objects.path(ref.sha256)), ref.serializer)

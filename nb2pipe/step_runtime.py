@@ -1,23 +1,9 @@
-"""The in-image step runtime: execute one step of a pipeline spec with papermill, then exit.
+"""Entry point of every step container: `python -m nb2pipe.step_runtime ...`.
 
-    python -m nb2pipe.step_runtime --spec /opt/nb2pipe/pipeline.json --job /nb2pipe/job.json
-
-The docker executor and the Kubeflow export both start every step container with this entry
-point, so a step runs the same code path in a container as on KFP. It imports only what running
-a notebook needs (papermill, nbformat, jupyter_client); never docker, kfp or the run store.
-With `--wait CWD` it boots its kernel first and then waits for the job file: the docker executor
-starts step containers ahead of need, so a step does not pay for interpreter and kernel start.
-
-The job file (JSON) says what to run:
-    {"step": "train", "parameters": {...}, "inputs": {name: {"path", "serializer", "sha256"}},
-     "work_dir": "/nb2pipe/out", "cwd": "/nb2pipe/notebook" (optional), "timeout": 600 (optional),
-     "log_output": false (optional)}
-
-Into `work_dir` (the only folder it writes) it puts `outputs/` (artifacts, manifest.json,
-metrics.json, done.json), `step.ipynb` (the executed step notebook, written atomically at the
-end; `step.partial.ipynb` while it runs) and `result.json` ({"status", "error"}, last). Its exit
-code follows the CLI's contract: 0 succeeded, 1 step failed, 2 bad job, 124 timeout, 138 kernel
-died.
+A thin command line over the in-image runtime (nb2pipe.runtime.job for the docker executor's job
+files, nb2pipe.runtime.kfp_executor for Kubeflow's executor input); neither imports this module
+back. Built images and exported pipelines name this module, so it keeps its name whatever the
+package layout. Lean: standard library only until a job is read.
 """
 
 from __future__ import annotations
@@ -26,117 +12,15 @@ import argparse
 import json
 import os
 import sys
-import time
 
-SPEC_ENV = "NB2PIPE_SPEC"
-DEFAULT_SPEC = "/opt/nb2pipe/pipeline.json"
-KERNEL_NAME = "python3"  # the image's own ipykernel, whatever the notebook's kernelspec calls it
-
-EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_TIMEOUT, EXIT_KERNEL_DIED = 0, 1, 2, 124, 138
-_EXIT_OF_REASON = {"timeout": EXIT_TIMEOUT, "kernel_died": EXIT_KERNEL_DIED}
-
-
-class JobError(Exception):
-    """The job or spec cannot be run as given (exit 2)."""
-
-
-def load_spec(path: str):
-    from .spec import PipelineSpec
-
-    try:
-        with open(path, encoding="utf-8") as f:
-            return PipelineSpec.from_dict(json.load(f))
-    except OSError as exc:
-        raise JobError(f"cannot read the pipeline spec {path}: {exc.strerror}") from None
-    except (ValueError, KeyError) as exc:
-        raise JobError(f"{path} is not an nb2pipe pipeline spec: {exc}") from None
-
-
-def run_job(spec, job: dict, kernels=None) -> dict:
-    """Execute `job` against `spec`; returns the result dict also written to result.json.
-
-    `kernels` is a KernelPool already booting a kernel in the job's cwd (wait mode); else one is
-    made here.
-    """
-    from .records import StepError
-
-    try:
-        comp = spec.step(job["step"])
-    except KeyError:
-        raise JobError(f"step {job.get('step')!r} is not in the pipeline (steps: {', '.join(spec.step_names)})") from None
-    work = job["work_dir"]
-    out_dir = os.path.join(work, "outputs")
-    os.makedirs(out_dir, exist_ok=True)
-    pool = kernels or kernel_pool(job.get("cwd") or os.getcwd())
-    try:
-        try:
-            error = _execute(spec, comp, job, work, out_dir, pool)
-        except Exception as exc:  # a fault of the runtime itself: still leave a result behind
-            error = StepError("error", f"nb2pipe could not run the step: {type(exc).__name__}: {exc}")
-        result = {"status": "succeeded" if error is None else "failed",
-                  "error": error.to_dict() if error is not None else None}
-        # Written before the kernel is reaped: the docker executor takes result.json as the end
-        # of the step and removes the container in the background.
-        _write_json(os.path.join(work, "result.json"), result)
-    finally:
-        pool.close(wait=True)
-    return result
-
-
-def kernel_pool(cwd: str):
-    """A pool booting the one kernel this process needs (no fork server: one kernel only)."""
-    os.environ["NB2PIPE_FORK_KERNELS"] = "0"
-    from .kernels import KernelPool
-
-    pool = KernelPool(KERNEL_NAME, cwd, startup_timeout=60, starters=1)
-    pool.prefill(1)
-    return pool
-
-
-def _execute(spec, comp, job: dict, work: str, out_dir: str, pool):
-    from pathlib import Path
-
-    from .execute import execute_step
-    from .kernels import KernelStartError
-    from .records import StepError
-    from .stepnb import build_step_notebook
-
-    step_nb = build_step_notebook(spec, comp, job.get("inputs") or {}, out_dir,
-                                  kernelspec={"name": KERNEL_NAME, "language": spec.language,
-                                              "display_name": "Python 3"})
-    try:
-        km = pool.acquire()
-    except KernelStartError as exc:
-        return StepError("kernel_died", str(exc))
-    try:
-        return execute_step(comp, step_nb, Path(work) / "step.partial.ipynb", Path(work) / "step.ipynb", Path(out_dir),
-                            km, kernel_name=KERNEL_NAME, parameters=job.get("parameters"),
-                            timeout=job.get("timeout") or comp.options.timeout,
-                            log_output=bool(job.get("log_output")))
-    finally:
-        pool.discard(km)
-
-
-def wait_for(path: str, poll: float = 0.005) -> None:
-    """Block until `path` exists (the docker executor writes the job file atomically)."""
-    while not os.path.exists(path):
-        time.sleep(poll)
-
-
-def _write_json(path: str, data) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f)
-    os.replace(tmp, path)
-
-
-def exit_code(result: dict) -> int:
-    if result["status"] == "succeeded":
-        return EXIT_OK
-    return _EXIT_OF_REASON.get((result.get("error") or {}).get("reason"), EXIT_FAILED)
+# The command a step container runs, for the docker executor and the Kubeflow export alike.
+COMMAND = ("python3", "-m", "nb2pipe.step_runtime")
 
 
 def main(argv: list[str] | None = None) -> int:
+    from nb2pipe.errors import Nb2pipeError
+    from nb2pipe.runtime.job import DEFAULT_SPEC, SPEC_ENV, JobError, exit_code, kernel_pool, load_spec, run_job, wait_for
+
     parser = argparse.ArgumentParser(prog="python -m nb2pipe.step_runtime",
                                      description="Execute one nb2pipe step (inside a step container).")
     parser.add_argument("--spec", default=os.environ.get(SPEC_ENV, DEFAULT_SPEC), help="pipeline spec JSON")
@@ -146,10 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--step", help="step name (Kubeflow mode)")
     parser.add_argument("--executor-input", help="KFP executor input JSON, i.e. '{{$}}' (Kubeflow mode)")
     args = parser.parse_args(argv)
+
     try:
         spec = load_spec(args.spec)
         if args.executor_input is not None:
-            from .kfp_runtime import run_kfp
+            from nb2pipe.runtime.kfp_executor import run_kfp
 
             return run_kfp(spec, args.step, args.executor_input)
         if not args.job:
@@ -158,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.wait:  # a pre-started step container: be ready before the step is
             import papermill  # noqa: F401
 
-            from . import engine  # noqa: F401
+            from nb2pipe.runtime import engine  # noqa: F401
 
             kernels = kernel_pool(args.wait)
             wait_for(args.job)
@@ -168,9 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError) as exc:
             raise JobError(f"cannot read job file {args.job}: {exc}") from None
         result = run_job(spec, job, kernels)
-    except JobError as exc:
+    except Nb2pipeError as exc:
         print(f"nb2pipe step runtime: {exc}", file=sys.stderr)
-        return EXIT_INVALID
+        return int(exc.exit_code)
     if result["error"]:
         print(f"nb2pipe step runtime: step '{job['step']}' failed: {result['error']['message']}", file=sys.stderr)
     return exit_code(result)

@@ -13,8 +13,8 @@ def base_image() -> str:
     this host's CA certificates, else built (about a minute). No daemon is a failure, not a skip."""
     from docker.errors import ImageNotFound
 
-    from nb2pipe.baseimage import CA_LABEL, base_image_tag, build_base_image, ca_fingerprint
-    from nb2pipe.daemon import DockerError, docker_client
+    from nb2pipe.images.baseimage import CA_LABEL, base_image_tag, build_base_image, ca_fingerprint
+    from nb2pipe.images.daemon import DockerError, docker_client
 
     try:
         client = docker_client()

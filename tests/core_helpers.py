@@ -62,7 +62,7 @@ def write_nb(path: Path, cells, metadata=None) -> Path:
 
 def check_cells(tmp_path: Path, cells, name: str = "nb.ipynb", strict: bool = False, metadata=None):
     """Write `cells` as a notebook and run check_notebook on it."""
-    from nb2pipe.compile import check_notebook
+    from nb2pipe.compile.compiler import check_notebook
 
     path = write_nb(tmp_path / name, cells, metadata)
     return check_notebook(str(path), strict=strict)

@@ -9,8 +9,8 @@ import pytest
 
 import nb2pipe
 from nb2pipe.errors import NotebookReadError, PipelineInvalid, StoreError, UsageError
-from nb2pipe.records import RunStatus
-from nb2pipe.store import RunStore
+from nb2pipe.model.records import RunStatus
+from nb2pipe.store.runs import RunStore
 from nbbuild import make_nb, run_nb, sha256_of, statuses
 
 PARAMS_NB = [

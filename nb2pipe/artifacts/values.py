@@ -1,0 +1,402 @@
+"""Artifacts: how a step's output variables become files, and files become input variables again.
+
+This module is imported inside every step kernel, so it imports only the standard library at
+module level. numpy, pandas, pyarrow, joblib and cloudpickle are imported when a value needs
+them; a value's type is recognised without importing anything (a numpy array can only exist if
+numpy is already in ``sys.modules``).
+
+A serializer is picked per value from an ordered registry: type-specific ones first (npy,
+parquet, joblib, plus plugins from the ``nb2pipe.serializers`` entry-point group), then the
+catch-all ``pickle`` and ``cloudpickle``. A serializer that cannot hold a particular value raises
+:class:`UnsupportedValue` and the next matching one is tried, so a DataFrame parquet cannot
+represent losslessly ends up pickled instead of silently changed.
+"""
+
+from __future__ import annotations
+
+import _thread
+import contextlib
+import io
+import json
+import os
+import re
+import sys
+import types
+import warnings
+from typing import Any, Iterator
+
+from nb2pipe.errors import Nb2pipeError, SerializationError, StoreError, StoreIOError
+from nb2pipe.store.objects import sha256_file
+
+from nb2pipe.artifacts.serializers import (  # noqa: F401  (re-exported: the serializers are part of this API)
+    PICKLE_PROTOCOL,
+    CloudpickleSerializer,
+    HashingWriter,
+    JoblibSerializer,
+    NpySerializer,
+    ParquetSerializer,
+    PickleSerializer,
+    Serializer,
+    UnsupportedValue,
+    builtin_serializers,
+)
+
+ENTRY_POINT_GROUP = "nb2pipe.serializers"
+MANIFEST_NAME = "manifest.json"
+_SAFE_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_SETUP_FIX = "make it picklable, or recompute it in the consuming step / move it to a `setup` cell"
+
+
+def _validate_serializer(s: Any) -> None:
+    for attr in ("name", "version", "extension", "matches", "dump", "load"):
+        if not hasattr(s, attr):
+            raise TypeError(f"serializer {s!r} has no {attr!r}")
+    if not isinstance(s.name, str) or not _SAFE_TOKEN.fullmatch(s.name):
+        raise TypeError(f"serializer name {s.name!r} must match {_SAFE_TOKEN.pattern}")
+    if not isinstance(s.extension, str) or not _SAFE_TOKEN.fullmatch(s.extension) or ".." in s.extension:
+        raise TypeError(f"serializer extension {s.extension!r} must match {_SAFE_TOKEN.pattern}")
+
+
+class SerializerRegistry:
+    """Serializers in priority order; the first whose ``matches`` accepts a value is used.
+
+    Order, highest first: ``register(..., first=True)`` (newest first), entry-point plugins,
+    built-in type-specific serializers and ``register(..., first=False)``, then the fallback
+    catch-alls. Registering a name that is already present replaces it (this is how a plugin
+    overrides a built-in, including for loading). Entry points are read lazily, on first use,
+    and always before any explicit ``register`` so code registrations win over plugins.
+    """
+
+    def __init__(
+        self,
+        serializers: list[Any] | tuple[Any, ...] = (),
+        entry_point_group: str | None = ENTRY_POINT_GROUP,
+    ):
+        self._order: list[Any] = []
+        self._group = entry_point_group
+        self._entry_points_loaded = entry_point_group is None
+        for s in serializers:
+            self._insert(s, first=False)
+
+    @classmethod
+    def with_builtins(cls, entry_point_group: str | None = ENTRY_POINT_GROUP) -> SerializerRegistry:
+        return cls(builtin_serializers(), entry_point_group=entry_point_group)
+
+    def register(self, serializer: Any, first: bool = False) -> Any:
+        """Add a serializer (an instance, or a class to instantiate); returns its argument."""
+        self._load_entry_points()
+        self._insert(serializer() if isinstance(serializer, type) else serializer, first=first)
+        return serializer
+
+    def unregister(self, name: str) -> None:
+        self._load_entry_points()
+        self._order = [s for s in self._order if s.name != name]
+
+    def get(self, name: str) -> Any:
+        self._load_entry_points()
+        for s in self._order:
+            if s.name == name:
+                return s
+        raise SerializationError(f"unknown serializer {name!r}: install the plugin that provides it")
+
+    def candidates(self, value: Any) -> list[Any]:
+        """Every serializer that accepts ``value``, best first (the fallbacks to try in turn)."""
+        self._load_entry_points()
+        return [s for s in self._order if s.matches(value)]
+
+    def for_value(self, value: Any) -> Any:
+        for s in self.candidates(value):
+            return s
+        raise SerializationError(f"no serializer accepts a {_type_label(value)}")
+
+    def __iter__(self) -> Iterator[Any]:
+        self._load_entry_points()
+        return iter(list(self._order))
+
+    def names(self) -> list[str]:
+        return [s.name for s in self]
+
+    def _insert(self, serializer: Any, first: bool) -> None:
+        _validate_serializer(serializer)
+        self._order = [s for s in self._order if s.name != serializer.name]
+        if first:
+            self._order.insert(0, serializer)
+        elif getattr(serializer, "fallback", False):
+            self._order.append(serializer)
+        else:
+            at = next((i for i, s in enumerate(self._order) if getattr(s, "fallback", False)), len(self._order))
+            self._order.insert(at, serializer)
+
+    def _load_entry_points(self) -> None:
+        if self._entry_points_loaded:
+            return
+        self._entry_points_loaded = True  # set first: a plugin module may register() on import
+        from importlib.metadata import entry_points
+
+        try:
+            eps = sorted(entry_points(group=self._group), key=lambda ep: ep.name)
+        except Exception as e:  # broken metadata on sys.path must not stop a step
+            warnings.warn(f"nb2pipe: cannot read {self._group} entry points: {e}", RuntimeWarning, stacklevel=2)
+            return
+        for ep in reversed(eps):  # inserted at the front, so alphabetical order wins ties
+            try:
+                obj = ep.load()
+                serializer = obj() if isinstance(obj, type) or not hasattr(obj, "matches") else obj
+                self._insert(serializer, first=not getattr(serializer, "fallback", False))
+            except Exception as e:
+                warnings.warn(
+                    f"nb2pipe: ignoring serializer entry point {ep.name!r} ({ep.value}): {e}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+
+
+default_registry = SerializerRegistry.with_builtins()
+
+
+def register(serializer: Any, first: bool = False) -> Any:
+    """Register a serializer in the default registry (also usable as a class decorator)."""
+    return default_registry.register(serializer, first=first)
+
+
+# -- unserializable values --------------------------------------------------------------------
+
+_DB_MODULES = {
+    "sqlite3", "psycopg", "psycopg2", "pymysql", "MySQLdb", "mysql", "sqlalchemy", "duckdb",
+    "pymongo", "redis", "oracledb", "cx_Oracle", "pyodbc", "snowflake", "asyncpg", "clickhouse_driver",
+}
+_DB_SUFFIXES = ("Connection", "Cursor", "Engine", "Client", "Session", "Pool")
+
+
+def _type_label(value: Any) -> str:
+    t = type(value)
+    return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+
+
+def unserializable_reason(value: Any) -> str | None:
+    """Cheap isinstance checks for kinds of value that can never cross steps; returns the fix."""
+    if isinstance(value, (types.GeneratorType, types.AsyncGeneratorType)):
+        return "materialize it with list(...)"
+    if isinstance(value, types.CoroutineType):
+        return "await it in the producing step and output the result"
+    if isinstance(value, io.IOBase) and not isinstance(value, (io.BytesIO, io.StringIO)):
+        return "an open file cannot cross steps; pass the path and reopen it"
+    if isinstance(value, types.ModuleType):
+        return "a module cannot cross steps; import it in the consuming step (or in a `setup` cell)"
+    if isinstance(value, (_thread.LockType, _thread.RLock)):
+        return "a lock cannot cross steps; create it in the consuming step"
+    th = sys.modules.get("threading")
+    if th is not None and isinstance(value, (th.Thread, th.Condition, th.Semaphore, th.Event, th.Barrier)):
+        return "a thread or synchronization primitive cannot cross steps; create it in the consuming step"
+    sock = sys.modules.get("socket")
+    if sock is not None and isinstance(value, sock.socket):
+        return "a socket cannot cross steps; reconnect in the consuming step"
+    for cls in type(value).__mro__:
+        if cls.__module__.partition(".")[0] in _DB_MODULES and cls.__name__.endswith(_DB_SUFFIXES):
+            return (
+                "a database connection cannot cross steps; "
+                "pass its path or URL and reconnect in the consuming step"
+            )
+    return None
+
+
+# -- writing a step's outputs -----------------------------------------------------------------
+
+
+def _check_name(name: Any, what: str) -> None:
+    if not isinstance(name, str) or not name.isidentifier():
+        raise SerializationError(f"{what} name {name!r} is not a Python identifier")
+
+
+def _create_temp(out_dir: str, name: str) -> tuple[int, str]:
+    path = os.path.join(out_dir, f".{name}.{os.urandom(6).hex()}.tmp")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o644)
+    except OSError as e:
+        raise StoreIOError(f"cannot create {path}: {e.strerror or e}") from e
+    return fd, path
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def _dump_to_temp(name: str, value: Any, candidates: list[Any], out_dir: str) -> tuple[str, Any, str, int]:
+    """Write ``value`` with the first candidate that accepts it; returns (temp, serializer, sha, size)."""
+    reason = "no serializer accepts it"
+    for serializer in candidates:
+        fd, tmp = _create_temp(out_dir, name)
+        try:
+            result = _dump_one(serializer, name, value, fd)
+        except OSError as e:  # flushing on close
+            _remove(tmp)
+            raise StoreIOError(f"cannot write {tmp}: {e.strerror or e}") from e
+        except BaseException:
+            _remove(tmp)
+            raise
+        if isinstance(result, str):
+            reason = result
+            _remove(tmp)
+            continue
+        return tmp, serializer, result[0], result[1]
+    raise SerializationError(f"output {name!r} ({_type_label(value)}) cannot be serialized: {reason}; {_SETUP_FIX}")
+
+
+def _dump_one(serializer: Any, name: str, value: Any, fd: int) -> tuple[str, int] | str:
+    """(sha256, size) of what ``serializer`` wrote to ``fd``, or why it declined the value."""
+    with open(fd, "wb") as raw:
+        writer = HashingWriter(raw)
+        try:
+            serializer.dump(value, writer)
+        except UnsupportedValue as e:
+            if writer.io_error is not None:
+                raise writer.io_error from e
+            return str(e) or type(e).__name__
+        except (Nb2pipeError, MemoryError):
+            raise
+        except Exception as e:
+            if writer.io_error is not None:
+                raise writer.io_error from e
+            raise SerializationError(
+                f"output {name!r} ({_type_label(value)}): serializer {serializer.name!r} failed: "
+                f"{type(e).__name__}: {e}"
+            ) from e
+        finally:
+            writer.stop()
+    return writer.hexdigest(), writer.size
+
+
+def _write_json_atomically(path: str, data: Any) -> None:
+    fd, tmp = _create_temp(os.path.dirname(path) or ".", "manifest")
+    try:
+        with open(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, path)
+    except OSError as e:
+        _remove(tmp)
+        raise StoreIOError(f"cannot write {path}: {e.strerror or e}") from e
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def save_outputs(
+    values: dict[str, Any],
+    out_dir: str | os.PathLike,
+    *,
+    registry: SerializerRegistry | None = None,
+) -> dict:
+    """Write each value to ``out_dir/<name>.<ext>`` and then ``out_dir/manifest.json``; return the manifest.
+
+    All-or-nothing: names and known-bad values are checked before anything is written, every
+    value is dumped to a temp file (hashed while written), and only when all dumps succeeded
+    are they renamed into place, followed by the manifest. Any failure removes this call's files.
+    """
+    registry = registry if registry is not None else default_registry
+    out_dir = os.fspath(out_dir)
+    plans = []
+    for name, value in values.items():
+        _check_name(name, "output")
+        candidates = registry.candidates(value)
+        if not candidates or getattr(candidates[0], "fallback", False):
+            fix = unserializable_reason(value)
+            if fix is not None:
+                raise SerializationError(f"output {name!r} ({_type_label(value)}) cannot be serialized: {fix}")
+        plans.append((name, value, candidates))
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as e:
+        raise StoreIOError(f"cannot create {out_dir}: {e.strerror or e}") from e
+
+    temps: list[str] = []
+    finals: list[str] = []
+    manifest: dict[str, dict] = {}
+    try:
+        dumped = []
+        for name, value, candidates in plans:
+            tmp, serializer, sha, size = _dump_to_temp(name, value, candidates, out_dir)
+            temps.append(tmp)
+            file_name = f"{name}.{serializer.extension}"
+            if file_name == MANIFEST_NAME:
+                raise SerializationError(f"output {name!r} would be written over {MANIFEST_NAME}; rename the variable")
+            dumped.append((name, value, tmp, serializer, sha, size, file_name))
+        for name, value, tmp, serializer, sha, size, file_name in dumped:
+            final = os.path.join(out_dir, file_name)
+            try:
+                os.replace(tmp, final)
+            except OSError as e:
+                raise StoreIOError(f"cannot write {final}: {e.strerror or e}") from e
+            finals.append(final)
+            manifest[name] = {
+                "file": file_name,
+                "serializer": serializer.name,
+                "serializer_version": serializer.version,
+                "sha256": sha,
+                "size": size,
+                "type": f"{type(value).__module__}.{type(value).__qualname__}",
+            }
+        _write_json_atomically(os.path.join(out_dir, MANIFEST_NAME), manifest)
+    except BaseException:
+        for path in temps + finals:
+            _remove(path)
+        raise
+    return manifest
+
+
+# -- reading a step's inputs ------------------------------------------------------------------
+
+
+def load_value(
+    path: str | os.PathLike,
+    serializer: str | Any,
+    *,
+    sha256: str | None = None,
+    verify: bool = False,
+    registry: SerializerRegistry | None = None,
+) -> Any:
+    """Load one artifact file; with ``verify`` its sha256 is checked first (StoreError on mismatch)."""
+    path = os.fspath(path)
+    if isinstance(serializer, str):
+        serializer = (registry if registry is not None else default_registry).get(serializer)
+    try:
+        if verify:
+            if sha256 is None:
+                raise StoreError(f"{path}: cannot verify an artifact without its sha256")
+            actual = sha256_file(path)
+            if actual != sha256:
+                raise StoreError(f"{path}: content sha256 {actual} does not match the recorded {sha256}")
+        return serializer.load(path)
+    except FileNotFoundError as e:
+        raise StoreError(f"artifact file {path} is missing") from e
+    except OSError as e:
+        raise StoreIOError(f"cannot read {path}: {e.strerror or e}") from e
+
+
+def load_inputs(
+    manifest: dict[str, dict],
+    namespace: dict[str, Any],
+    *,
+    verify: bool = False,
+    registry: SerializerRegistry | None = None,
+) -> None:
+    """Load every ``{"path", "serializer", "sha256"}`` entry into ``namespace`` under its name.
+
+    The namespace is only updated once every input loaded, so a failure leaves it untouched.
+    """
+    loaded = {}
+    for name, entry in manifest.items():
+        _check_name(name, "input")
+        try:
+            loaded[name] = load_value(
+                entry["path"], entry["serializer"], sha256=entry.get("sha256"), verify=verify, registry=registry
+            )
+        except Nb2pipeError:
+            raise
+        except Exception as e:
+            raise SerializationError(
+                f"input {name!r} ({entry.get('serializer')}) could not be loaded from {entry.get('path')}: "
+                f"{type(e).__name__}: {e}"
+            ) from e
+    namespace.update(loaded)

@@ -1,0 +1,82 @@
+"""Pictures of a PipelineSpec for people: a text table, Mermaid and Graphviz DOT."""
+
+from __future__ import annotations
+
+from nb2pipe.model.spec import PipelineSpec, StepOptions
+
+_DEFAULT_OPTIONS = StepOptions()
+
+
+def options_text(options: StepOptions) -> str:
+    parts = []
+    for key in ("image", "cpu", "memory", "gpu", "retries", "timeout"):
+        value = getattr(options, key)
+        if value not in (None, getattr(_DEFAULT_OPTIONS, key)):
+            parts.append(f"{key}:{value}")
+    if not options.cache:
+        parts.append("cache:off")
+    return " ".join(parts)
+
+
+def text_table(spec: PipelineSpec, console=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    title = f"{spec.notebook}: {len(spec.steps)} step{'s' if len(spec.steps) != 1 else ''}"
+    title += f" (kernel {spec.kernel_name})"
+    table = Table(title=title, title_justify="left", show_lines=False)
+    for col in ("step", "cells", "upstreams", "inputs", "outputs", "options"):
+        table.add_column(col, overflow="fold")
+    for s in spec.steps:
+        cells = ",".join(str(c.index) for c in s.cells)
+        inputs = ", ".join(f"{i.name}←{i.producer}" for i in s.inputs)
+        if s.parameters:
+            inputs = ", ".join(filter(None, [inputs, "params: " + ", ".join(s.parameters)]))
+        table.add_row(s.name, cells, ", ".join(s.upstreams), inputs, ", ".join(s.outputs),
+                      options_text(s.options))
+    console.print(table)
+    if spec.parameters:
+        console.print("parameters: " + ", ".join(f"{p.name}: {p.type} = {p.default!r}" for p in spec.parameters),
+                      markup=False, highlight=False)
+    if spec.setup:
+        console.print("setup cells: " + ", ".join(str(c.index) for c in spec.setup), highlight=False)
+
+
+def _edge_labels(spec: PipelineSpec) -> dict[tuple[str, str], list[str]]:
+    labels: dict[tuple[str, str], list[str]] = {}
+    for s in spec.steps:
+        for up in s.upstreams:
+            labels[(up, s.name)] = [i.name for i in s.inputs if i.producer == up]
+    return labels
+
+
+def mermaid(spec: PipelineSpec) -> str:
+    ids = {s.name: f"s{i}" for i, s in enumerate(spec.steps)}
+    lines = ["flowchart TD"]
+    for s in spec.steps:
+        lines.append(f'    {ids[s.name]}["{_mermaid_text(s.name)}"]')
+    for (up, down), names in _edge_labels(spec).items():
+        label = f'|"{_mermaid_text(", ".join(names))}"|' if names else ""
+        arrow = "-->" if names else "-.->"
+        lines.append(f"    {ids[up]} {arrow}{label} {ids[down]}")
+    return "\n".join(lines) + "\n"
+
+
+def dot(spec: PipelineSpec) -> str:
+    lines = [f"digraph {_dot_id(spec.name)} {{", "    rankdir=TB;", "    node [shape=box, style=rounded];"]
+    for s in spec.steps:
+        lines.append(f"    {_dot_id(s.name)};")
+    for (up, down), names in _edge_labels(spec).items():
+        attrs = f' [label={_dot_id(", ".join(names))}]' if names else " [style=dashed]"
+        lines.append(f"    {_dot_id(up)} -> {_dot_id(down)}{attrs};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _mermaid_text(text: str) -> str:
+    return text.replace('"', "#quot;")
+
+
+def _dot_id(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

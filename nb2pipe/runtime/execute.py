@@ -1,0 +1,86 @@
+"""Executing one step notebook in a ready kernel: the part the local runner and the in-image
+step runtime share, so a step fails, times out and exits early the same way everywhere.
+
+papermill runs the notebook into `partial` (saved at start, end and every 30 s of a long cell;
+not after every cell, since each save re-validates the whole notebook); a watchdog kills the
+kernel at the step's timeout; failures are located at their source cell (failures.py); a
+`sys.exit(0)` in the last cell still runs the save cell; and the executed notebook is published
+atomically as `final`. The caller owns the kernel and discards it afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from pathlib import Path
+from typing import Callable
+
+from nb2pipe.model.records import StepError
+
+
+def execute_step(comp, step_nb, partial: Path, final: Path, out_dir: Path, km, *, kernel_name: str,
+                 parameters: dict | None, timeout: float | None, start_timeout: float = 60,
+                 log_output: bool = False, cancelled: Callable[[], bool] = lambda: False) -> StepError | None:
+    """Run `step_nb` in the started kernel `km`; None when the step succeeded."""
+    import nbformat
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    from nb2pipe.runtime.engine import ENGINE_NAME
+    from nb2pipe.runtime.failures import cell_error, early_exit, last_started_cell
+    from nb2pipe.runtime.kernels import execute_in, kill_kernel
+    from nb2pipe.runtime.stepio import DONE_MARKER
+
+    timed_out = threading.Event()
+    timer = None
+    if timeout:
+        def expire():
+            timed_out.set()
+            kill_kernel(km)
+        timer = threading.Timer(float(timeout), expire)
+        timer.daemon = True
+        timer.start()
+    error: StepError | None = None
+    executed = None
+    try:
+        executed = papermill.execute_notebook(
+            step_nb, str(partial), parameters=parameters or None, kernel_name=kernel_name, km=km,
+            engine_name=ENGINE_NAME, progress_bar=False, log_output=log_output, execution_timeout=timeout,
+            start_timeout=start_timeout, request_save_on_cell_execute=False, autosave_cell_every=30,
+        )
+    except PapermillExecutionError as exc:
+        error = cell_error(partial, exc)
+        if error is None:  # only allowed errors (raises-exception): execution went on
+            executed = nbformat.read(str(partial), as_version=4)
+    except Exception as exc:
+        error = _died(exc, comp, timeout, timed_out.is_set(), cancelled())
+    finally:
+        if timer is not None:
+            timer.cancel()
+    if timed_out.is_set():
+        error = StepError("timeout", f"step '{comp.name}' timed out after {timeout} s", *last_started_cell(partial))
+    if error is None and not (Path(out_dir) / DONE_MARKER).exists():
+        error = early_exit(comp, executed, lambda source: asyncio.run(execute_in(km, source)))
+    publish(partial, final)
+    return error
+
+
+def _died(exc: Exception, comp, timeout, timed_out: bool, cancelled: bool) -> StepError:
+    name = type(exc).__name__
+    if cancelled:
+        return StepError("cancelled", "cancelled while running")
+    if timed_out or name == "CellTimeoutError":
+        return StepError("timeout", f"step '{comp.name}' timed out after {timeout} s")
+    if name == "DeadKernelError" or "died" in str(exc).lower():
+        return StepError("kernel_died", f"kernel died while running step '{comp.name}'")
+    return StepError("error", f"{name}: {exc}")
+
+
+def publish(partial: Path, final: Path) -> None:
+    """papermill wrote `partial` in place; once it is complete, make it `final` atomically."""
+    if not partial.exists():
+        return
+    with open(partial, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(partial, final)

@@ -1,0 +1,134 @@
+"""What went wrong in a step: read from the notebook papermill executed.
+
+papermill reports the first cell with an error output, but it knows neither nbclient's
+`raises-exception` tag nor which generated cell is ours; these functions locate the real failing
+cell in the source notebook's numbering and keep papermill's error banner pointing at it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+
+from nb2pipe.model.records import StepError
+from nb2pipe.runtime.stepnb import SAVE_TAG, own_cell_positions
+
+
+def cell_error(partial: Path, exc) -> StepError | None:
+    """The step's error, located at its source cell; None when every error was allowed.
+
+    papermill reports the first cell with an error output, but it does not know nbclient's
+    `raises-exception` tag: an error in such a cell is expected (nbclient went on), so it is
+    skipped here, and when no other error remains the step did not fail.
+    """
+    try:
+        nb = nbformat.read(str(partial), as_version=4)
+    except Exception:
+        nb = None
+    cell, ename, evalue, traceback = None, exc.ename, exc.evalue, list(exc.traceback or [])
+    if nb is not None:
+        # papermill inserted its error banner and anchor (markdown cells carrying its marker
+        # tag) before writing the file; exc.cell_index counts the cells without them.
+        cells = [c for c in nb.cells if _PAPERMILL_ERROR_TAG not in c.metadata.get("tags", [])]
+        found = _first_real_error(cells)
+        if found is None:
+            nb.cells = cells  # no real error: drop papermill's misleading banner
+            nbformat.write(nb, str(partial))
+            return None
+        cell, ename, evalue, traceback = found
+        if cell is not _exc_cell(cells, exc):
+            _move_error_banner(nb, cell)
+            nbformat.write(nb, str(partial))
+    cell_index, cell_id = None, None
+    if cell is not None:
+        cell_index = cell.metadata.get("nb2pipe", {}).get("source_cell")
+        cell_id = cell.get("id") if cell_index is not None else None
+        tags = cell.metadata.get("tags", [])
+        if SAVE_TAG in tags and ename in ("TypeError", "NameError") and str(evalue).startswith("step '"):
+            return StepError("serialization" if ename == "TypeError" else "error", evalue,
+                             None, None, ename, evalue, traceback)
+    where = f" at cell {cell_index}" if cell_index else ""
+    if ename == "SystemExit":
+        message = f"exited with sys.exit({evalue}){where}"
+    else:
+        message = f"{ename}: {evalue}{where}"
+    return StepError("error", message, cell_index, cell_id, ename, evalue, traceback)
+
+
+def early_exit(comp, executed, run_save) -> StepError | None:
+    """papermill treats sys.exit(0) as success and silently skips the remaining cells.
+
+    Accept it only when the exit happened in the step's last cell: then run the save cell
+    through `run_save(source) -> execute_reply` (in the step's still-live kernel). Anywhere else
+    it is an error that names the cell.
+    """
+    own = [executed.cells[i] for i in own_cell_positions(executed)] if executed is not None else []
+    ran = [c for c in own if c.get("execution_count") is not None]
+    last_ran = ran[-1] if ran else None
+    if last_ran is None:
+        return StepError("early_exit", f"step '{comp.name}' stopped before running its cells")
+    idx = last_ran.metadata["nb2pipe"]["source_cell"]
+    runnable = [c for c in own if "skip-execution" not in c.metadata.get("tags", [])]
+    if runnable and last_ran is runnable[-1]:
+        content = run_save(executed.cells[-1].source).get("content", {})
+        if content.get("status") == "ok":
+            return None
+        return StepError("serialization", f"{content.get('ename')}: {content.get('evalue')}", None, None,
+                         content.get("ename"), content.get("evalue"), content.get("traceback", []))
+    return StepError("early_exit", f"step '{comp.name}' exited early (sys.exit) at cell {idx}; the cells "
+                                   "after it did not run, so its outputs are missing",
+                     idx, last_ran.get("id"), "SystemExit", "0")
+
+
+def last_started_cell(partial: Path) -> tuple[int | None, str | None]:
+    try:
+        nb = nbformat.read(str(partial), as_version=4)
+    except Exception:
+        return None, None
+    last = (None, None)
+    for cell in nb.cells:
+        pm = cell.metadata.get("papermill", {})
+        if pm.get("status") in ("running", "completed", "failed") and "source_cell" in cell.metadata.get("nb2pipe", {}):
+            last = (cell.metadata["nb2pipe"]["source_cell"], cell.get("id"))
+    return last
+
+
+_PAPERMILL_ERROR_TAG = "papermill-error-cell-tag"
+
+
+def _exc_cell(cells: list, exc):
+    """The cell a PapermillExecutionError points at (its index counts no banner cells)."""
+    index = getattr(exc, "cell_index", -1)
+    return cells[index] if isinstance(index, int) and 0 <= index < len(cells) else None
+
+
+def _first_real_error(cells: list):
+    """(cell, ename, evalue, traceback) of the first error that fails the step, decided as papermill
+    does (sys.exit(0) is no error) but honouring nbclient's `raises-exception` tag; else None."""
+    for cell in cells:
+        if cell.get("cell_type") != "code":
+            continue
+        allowed = "raises-exception" in cell.metadata.get("tags", [])
+        for out in cell.get("outputs", []):
+            if out.get("output_type") != "error" or allowed:
+                continue
+            if out.get("ename") == "SystemExit" and out.get("evalue") in ("", "0"):
+                continue
+            return cell, out.get("ename"), out.get("evalue"), list(out.get("traceback") or [])
+        if not allowed and cell.metadata.get("papermill", {}).get("exception") is True:
+            return cell, "CellExecutionError", "", []
+    return None
+
+
+def _move_error_banner(nb, cell) -> None:
+    """Point papermill's error banner and anchor at `cell` (papermill marked an allowed error)."""
+    from papermill.execute import ERROR_ANCHOR_MSG, ERROR_MESSAGE_TEMPLATE
+
+    nb.cells = [c for c in nb.cells if _PAPERMILL_ERROR_TAG not in c.metadata.get("tags", [])]
+    banner = nbformat.v4.new_markdown_cell(ERROR_MESSAGE_TEMPLATE % str(cell.get("execution_count")))
+    anchor = nbformat.v4.new_markdown_cell(ERROR_ANCHOR_MSG)
+    banner.metadata["tags"] = [_PAPERMILL_ERROR_TAG]
+    anchor.metadata["tags"] = [_PAPERMILL_ERROR_TAG]
+    nb.cells.insert(nb.cells.index(cell), anchor)
+    nb.cells.insert(0, banner)

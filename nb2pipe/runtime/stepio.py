@@ -1,0 +1,72 @@
+"""Step I/O that runs inside a step's kernel: load inputs, save outputs and metrics.
+
+The step notebook calls these from its generated first and last cells. Keep imports lean: every
+step pays for them. Data moves by file reference only, never through notebook outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+# A step that skipped its save cell must not look like it produced outputs: the runner checks
+# this marker file, written last.
+DONE_MARKER = "done.json"
+
+
+def load(manifest: dict, namespace: dict) -> None:
+    """Load each input artifact {name: {"path", "serializer", "sha256"}} into `namespace`."""
+    from nb2pipe.artifacts.values import load_inputs
+
+    load_inputs(manifest, namespace)
+
+
+def save(step: str, names: list[str], metrics: list[str], namespace: dict, out_dir: str) -> None:
+    """Save the step's outputs and metrics from `namespace` into `out_dir`."""
+    from nb2pipe.artifacts.values import save_outputs
+    from nb2pipe.errors import SerializationError
+
+    missing = [n for n in names if n not in namespace]
+    if missing:
+        raise NameError(
+            f"step '{step}' did not define {', '.join(repr(n) for n in missing)}, which a "
+            "downstream step reads (was its assignment skipped by a branch or an early exit?)"
+        )
+    try:
+        save_outputs({n: namespace[n] for n in names}, out_dir)
+    except SerializationError as exc:
+        # Re-raise as a plain exception so the notebook shows one clear line, not our internals.
+        raise TypeError(f"step '{step}' {exc}") from None
+    report = {}
+    for name in metrics:
+        if name in namespace:
+            report[name] = _metric(namespace[name])
+    _write_json(os.path.join(out_dir, "metrics.json"), report)
+    _write_json(os.path.join(out_dir, DONE_MARKER), {"step": step, "outputs": names})
+
+
+def _metric(value):
+    """JSON-safe scalar: non-finite floats become the strings NaN/Infinity/-Infinity."""
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "shape", None) == ():
+        value = value.item()  # numpy scalar -> Python scalar
+    if isinstance(value, bool) or isinstance(value, (int, str)) or value is None:
+        return {"value": value}
+    if isinstance(value, float):
+        if math.isnan(value):
+            return {"value": "NaN", "flag": "nan"}
+        if math.isinf(value):
+            return {"value": "Infinity" if value > 0 else "-Infinity", "flag": "inf" if value > 0 else "-inf"}
+        return {"value": value}
+    try:
+        as_float = float(value)
+    except (TypeError, ValueError):
+        return {"value": None, "flag": f"not a scalar ({type(value).__name__})"}
+    return _metric(as_float)
+
+
+def _write_json(path: str, data) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, allow_nan=False)
+    os.replace(tmp, path)

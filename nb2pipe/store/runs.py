@@ -1,0 +1,760 @@
+"""The run store: every run, step, artifact reference and metric, in one SQLite file.
+
+Concurrency model: WAL journal (readers never block the writer), one ``BEGIN IMMEDIATE``
+transaction per state change (the write lock is taken up front, so a transaction never fails
+half-way on a lock upgrade), and SQLite's busy timeout to queue writers from other processes.
+Within a process one connection is shared by all threads behind a lock, because the runner
+records step state changes from worker threads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from nb2pipe.errors import StoreBusyError, StoreError, StoreIOError, UsageError
+from nb2pipe.model.records import (
+    ArtifactRef,
+    Metric,
+    RunRecord,
+    RunStatus,
+    Status,
+    StepError,
+    StepRecord,
+)
+
+DB_NAME = "runs.db"
+SCHEMA_VERSION = 1
+DEFAULT_BUSY_TIMEOUT = 30.0
+
+# Applied in order under BEGIN IMMEDIATE; IF NOT EXISTS makes a lost race harmless.
+_SCHEMA = (
+    """
+    CREATE TABLE IF NOT EXISTS runs (
+        id              TEXT PRIMARY KEY,
+        notebook        TEXT NOT NULL,
+        notebook_key    TEXT NOT NULL,      -- realpath at creation: matches ./nb and nb alike
+        notebook_sha256 TEXT,
+        spec_hash       TEXT,
+        status          TEXT NOT NULL,
+        reason          TEXT,
+        started         REAL,
+        ended           REAL,
+        parameters      TEXT NOT NULL DEFAULT '{}',
+        environment     TEXT NOT NULL DEFAULT '{}',
+        pid             INTEGER,
+        host            TEXT,
+        exit_code       INTEGER
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS runs_by_started ON runs (started, id)",
+    "CREATE INDEX IF NOT EXISTS runs_by_notebook ON runs (notebook_key, started)",
+    "CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status)",
+    """
+    CREATE TABLE IF NOT EXISTS steps (
+        run_id          TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        name            TEXT NOT NULL,
+        position        INTEGER NOT NULL,   -- declaration order within the run
+        status          TEXT NOT NULL,
+        started         REAL,
+        ended           REAL,
+        duration        REAL,
+        cached          INTEGER NOT NULL DEFAULT 0,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        cache_key       TEXT,
+        spec_hash       TEXT,
+        parameters      TEXT NOT NULL DEFAULT '{}',
+        error           TEXT,               -- StepError as JSON
+        output_notebook TEXT,
+        cached_from     TEXT,
+        image_digest    TEXT,
+        PRIMARY KEY (run_id, name)
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS artifacts (
+        sha256     TEXT PRIMARY KEY,
+        size       INTEGER NOT NULL,
+        serializer TEXT NOT NULL,
+        type_name  TEXT NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS step_artifacts (
+        run_id        TEXT NOT NULL,
+        step          TEXT NOT NULL,
+        direction     TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+        name          TEXT NOT NULL,
+        sha256        TEXT NOT NULL REFERENCES artifacts (sha256),
+        producer_step TEXT,
+        position      INTEGER NOT NULL,
+        PRIMARY KEY (run_id, step, direction, name),
+        FOREIGN KEY (run_id, step) REFERENCES steps (run_id, name) ON DELETE CASCADE
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS lineage_by_sha ON step_artifacts (sha256)",
+    "CREATE INDEX IF NOT EXISTS lineage_by_name ON step_artifacts (name, direction)",
+    """
+    CREATE TABLE IF NOT EXISTS metrics (
+        run_id   TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        name     TEXT NOT NULL,
+        value    TEXT NOT NULL,             -- JSON; non-finite floats as "NaN"/"Infinity" + flag
+        flag     TEXT,
+        position INTEGER NOT NULL,
+        PRIMARY KEY (run_id, name)
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS cache_index (
+        cache_key TEXT NOT NULL,
+        run_id    TEXT NOT NULL,
+        step      TEXT NOT NULL,
+        recorded  REAL NOT NULL,
+        PRIMARY KEY (cache_key, run_id, step),
+        FOREIGN KEY (run_id, step) REFERENCES steps (run_id, name) ON DELETE CASCADE
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS cache_by_key ON cache_index (cache_key, recorded)",
+)
+
+_STEP_COLUMNS = (
+    "name, status, started, ended, duration, cached, attempts, cache_key, spec_hash, "
+    "parameters, error, output_notebook, cached_from, image_digest"
+)
+_RUN_COLUMNS = (
+    "id, notebook, notebook_sha256, spec_hash, status, reason, started, ended, "
+    "parameters, environment, pid, host, exit_code"
+)
+_NEWEST_FIRST = "ORDER BY started DESC, id DESC"
+_MAX_LISTED = 20
+
+
+def _notebook_key(notebook: str) -> str:
+    return os.path.realpath(notebook)
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+class RunStore:
+    """SQLite-backed record of runs under ``root/runs.db``."""
+
+    def __init__(self, root: str | Path, busy_timeout: float = DEFAULT_BUSY_TIMEOUT):
+        self.root = Path(root)
+        self.db_path = self.root / DB_NAME
+        self.busy_timeout = float(busy_timeout)
+        self.host = socket.gethostname()
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._prepare_root()
+        with self._errors():
+            try:
+                self._conn = sqlite3.connect(
+                    str(self.db_path),
+                    timeout=self.busy_timeout,
+                    isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+                    check_same_thread=False,
+                )
+                self._configure()
+                self._migrate()
+            except BaseException:
+                if self._conn is not None:
+                    self._conn.close()
+                    self._conn = None
+                raise
+
+    # -- opening ---------------------------------------------------------------------------
+
+    def _prepare_root(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreIOError(
+                f"cannot create the run store directory {self.root}: {exc.strerror or exc}"
+            ) from exc
+        if not self.root.is_dir():
+            raise StoreIOError(f"run store path {self.root} exists and is not a directory")
+        # SQLite needs to create runs.db-wal/-shm next to the database, even to read it.
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise StoreIOError(
+                f"run store directory {self.root} is not writable "
+                "(read-only file system or permissions); SQLite must create files next to runs.db"
+            )
+
+    def _configure(self) -> None:
+        conn = self._conn
+        assert conn is not None
+        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        # Switching to WAL needs a moment of exclusive access; on a store other processes are
+        # opening at the same instant it can report busy without waiting, so retry briefly.
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
+        if str(mode).lower() != "wal":
+            raise StoreIOError(
+                f"cannot enable WAL journaling on {self.db_path} (got {mode!r}); "
+                "the store must live on a local file system"
+            )
+        conn.execute("PRAGMA synchronous = NORMAL")
+
+    def _migrate(self) -> None:
+        conn = self._conn
+        assert conn is not None
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == SCHEMA_VERSION:
+            return
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.db_path} has schema version {version}, newer than this nb2pipe "
+                f"understands ({SCHEMA_VERSION}); upgrade nb2pipe"
+            )
+        with self._write() as c:
+            # Re-read under the write lock: another process may have migrated meanwhile.
+            if c.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                for statement in _SCHEMA:
+                    c.execute(statement)
+                c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Translate sqlite3 errors into nb2pipe's store errors (exit codes 3, 74, 75)."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from exc
+
+    def _translate(self, exc: sqlite3.Error) -> Exception:
+        text = str(exc)
+        low = text.lower()
+        if "locked" in low or "busy" in low:
+            return StoreBusyError(
+                f"the run store {self.db_path} stayed locked by another process for more than "
+                f"{self.busy_timeout:g} s ({text}); retry when the other nb2pipe command "
+                "finishes, or raise the busy timeout"
+            )
+        if "not a database" in low or "malformed" in low or "corrupt" in low:
+            return StoreError(
+                f"the run store {self.db_path} is corrupt ({text}). nb2pipe did not modify it. "
+                f"To recover: keep a copy (cp {self.db_path} {self.db_path}.bak), then try "
+                f"`sqlite3 {self.db_path} .recover | sqlite3 {self.root / 'runs-recovered.db'}` "
+                f"and move the recovered file into place; or move {DB_NAME} aside to start "
+                "an empty run history (stored artifacts are kept)"
+            )
+        if any(
+            word in low
+            for word in (
+                "readonly", "read-only", "unable to open", "disk i/o", "is full", "permission"
+            )
+        ):
+            return StoreIOError(f"cannot write the run store {self.db_path}: {text}")
+        if isinstance(exc, sqlite3.IntegrityError):
+            return StoreError(f"run store constraint violated in {self.db_path}: {text}")
+        return exc  # anything else is a bug in nb2pipe: let it surface as-is
+
+    @property
+    def _c(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(f"the run store {self.db_path} is closed")
+        return self._conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, holding the database write lock from its first statement."""
+        with self._lock, self._errors():
+            conn = self._c
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    try:
+                        conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass  # keep the original error; SQLite undoes the transaction anyway
+                raise
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction, so a record assembled from several queries is one snapshot."""
+        with self._lock, self._errors():
+            conn = self._c
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def create_run(self, run: RunRecord) -> None:
+        """Record a new run and its steps (build them as ``Status.PENDING``)."""
+        self.mark_crashed()
+        with self._write() as c:
+            try:
+                c.execute(
+                    f"INSERT INTO runs ({_RUN_COLUMNS}, notebook_key) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        run.id,
+                        run.notebook,
+                        run.notebook_sha256,
+                        run.spec_hash,
+                        RunStatus(run.status).value,
+                        run.reason,
+                        run.started,
+                        run.ended,
+                        _dumps(run.parameters),
+                        _dumps(run.environment),
+                        run.pid,
+                        run.host,
+                        run.exit_code,
+                        _notebook_key(run.notebook),
+                    ),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise StoreError(f"run id {run.id!r} already exists in {self.db_path}") from exc
+            for position, step in enumerate(run.steps):
+                self._put_step(c, run.id, step, position)
+            self._put_metrics(c, run.id, run.metrics)
+
+    def update_step(self, run_id: str, step: StepRecord) -> None:
+        """Upsert one step's state, its artifacts and lineage, and its cache entry, atomically.
+
+        Lineage for a direction is replaced only when the record carries artifacts for it, so
+        a bare status change never erases inputs recorded earlier.
+        """
+        with self._write() as c:
+            if c.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
+                raise UsageError(f"no run matches {run_id!r}")
+            row = c.execute(
+                "SELECT position FROM steps WHERE run_id = ? AND name = ?", (run_id, step.name)
+            ).fetchone()
+            if row is not None:
+                position = row[0]
+            else:
+                position = c.execute(
+                    "SELECT COALESCE(MAX(position) + 1, 0) FROM steps WHERE run_id = ?", (run_id,)
+                ).fetchone()[0]
+            self._put_step(c, run_id, step, position)
+
+    def finish_run(
+        self,
+        run_id: str,
+        status: RunStatus,
+        ended: float,
+        reason: str | None,
+        metrics: list[Metric],
+        exit_code: int,
+    ) -> None:
+        with self._write() as c:
+            cur = c.execute(
+                "UPDATE runs SET status = ?, ended = ?, reason = ?, exit_code = ? WHERE id = ?",
+                (RunStatus(status).value, ended, reason, exit_code, run_id),
+            )
+            if cur.rowcount == 0:
+                raise UsageError(f"no run matches {run_id!r}")
+            c.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
+            self._put_metrics(c, run_id, metrics)
+
+    def _put_step(
+        self, c: sqlite3.Connection, run_id: str, step: StepRecord, position: int
+    ) -> None:
+        status = Status(step.status)
+        c.execute(
+            f"INSERT INTO steps (run_id, position, {_STEP_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (run_id, name) DO UPDATE SET "
+            "status = excluded.status, started = excluded.started, ended = excluded.ended, "
+            "duration = excluded.duration, cached = excluded.cached, "
+            "attempts = excluded.attempts, cache_key = excluded.cache_key, "
+            "spec_hash = excluded.spec_hash, parameters = excluded.parameters, "
+            "error = excluded.error, output_notebook = excluded.output_notebook, "
+            "cached_from = excluded.cached_from, image_digest = excluded.image_digest",
+            (
+                run_id,
+                position,
+                step.name,
+                status.value,
+                step.started,
+                step.ended,
+                step.duration,
+                int(bool(step.cached)),
+                step.attempts,
+                step.cache_key,
+                step.spec_hash,
+                _dumps(step.parameters),
+                _dumps(step.error.to_dict()) if step.error else None,
+                step.output_notebook,
+                step.cached_from,
+                step.image_digest,
+            ),
+        )
+        for direction, refs in (("in", step.inputs), ("out", step.outputs)):
+            if not refs:
+                continue
+            c.execute(
+                "DELETE FROM step_artifacts WHERE run_id = ? AND step = ? AND direction = ?",
+                (run_id, step.name, direction),
+            )
+            for i, ref in enumerate(refs):
+                c.execute(
+                    "INSERT OR IGNORE INTO artifacts (sha256, size, serializer, type_name) "
+                    "VALUES (?, ?, ?, ?)",
+                    (ref.sha256, ref.size, ref.serializer, ref.type_name),
+                )
+                c.execute(
+                    "INSERT OR REPLACE INTO step_artifacts "
+                    "(run_id, step, direction, name, sha256, producer_step, position) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (run_id, step.name, direction, ref.name, ref.sha256, ref.producer_step, i),
+                )
+        if status is Status.SUCCEEDED and step.cache_key:
+            recorded = step.ended if step.ended is not None else time.time()
+            c.execute(
+                "INSERT OR REPLACE INTO cache_index (cache_key, run_id, step, recorded) "
+                "VALUES (?, ?, ?, ?)",
+                (step.cache_key, run_id, step.name, recorded),
+            )
+        else:
+            # Only succeeded steps may serve the cache; a later state change withdraws it.
+            c.execute(
+                "DELETE FROM cache_index WHERE run_id = ? AND step = ?", (run_id, step.name)
+            )
+
+    def _put_metrics(self, c: sqlite3.Connection, run_id: str, metrics: list[Metric]) -> None:
+        for i, metric in enumerate(metrics):
+            d = metric.to_dict()
+            c.execute(
+                "INSERT OR REPLACE INTO metrics (run_id, name, value, flag, position) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (run_id, d["name"], json.dumps(d["value"], allow_nan=False), d["flag"], i),
+            )
+
+    def mark_crashed(self) -> list[str]:
+        """Close out runs left RUNNING by a runner on this host that no longer exists.
+
+        Running steps become FAILED (reason "crashed"); pending steps stay PENDING since they
+        never started. The run's end time is its last recorded activity.
+        """
+        with self._read() as c:
+            candidates = c.execute(
+                "SELECT id, pid FROM runs WHERE status = ? AND host = ?",
+                (RunStatus.RUNNING.value, self.host),
+            ).fetchall()
+        dead = [run_id for run_id, pid in candidates if not _pid_alive(pid or 0)]
+        crashed: list[str] = []
+        error = _dumps(StepError(reason="crashed", message="runner died").to_dict())
+        for run_id in dead:
+            with self._write() as c:
+                times = c.execute(
+                    "SELECT started FROM runs WHERE id = :id "
+                    "UNION ALL SELECT started FROM steps WHERE run_id = :id "
+                    "UNION ALL SELECT ended FROM steps WHERE run_id = :id",
+                    {"id": run_id},
+                ).fetchall()
+                known = [t for (t,) in times if t is not None]
+                last = max(known) if known else time.time()
+                cur = c.execute(
+                    "UPDATE runs SET status = ?, reason = ?, ended = ? "
+                    "WHERE id = ? AND status = ?",
+                    (RunStatus.CRASHED.value, "runner died", last, run_id, RunStatus.RUNNING.value),
+                )
+                if cur.rowcount == 0:
+                    continue  # another process closed it out first
+                c.execute(
+                    "UPDATE steps SET status = ?, error = ? WHERE run_id = ? AND status = ?",
+                    (Status.FAILED.value, error, run_id, Status.RUNNING.value),
+                )
+                crashed.append(run_id)
+        return crashed
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def get_run(self, run_id_or_prefix: str) -> RunRecord:
+        """The run with this id, unique id prefix, or ``"latest"``."""
+        with self._read() as c:
+            run_id = self._resolve(c, run_id_or_prefix)
+            return self._load_runs(c, "WHERE id = ?", (run_id,))[0]
+
+    def list_runs(self, limit: int = 50, notebook: str | None = None) -> list[RunRecord]:
+        """Runs newest first, with their steps and metrics."""
+        where, args = "", ()
+        if notebook is not None:
+            where, args = self._notebook_filter(notebook)
+            where = "WHERE " + where
+        with self._read() as c:
+            return self._load_runs(c, where, args, limit=limit)
+
+    def lookup_cache(self, cache_key: str) -> StepRecord | None:
+        """The newest succeeded step recorded under ``cache_key``, with its outputs.
+
+        ``cached_from`` is set to the run that produced them; whether the objects still exist
+        is for the caller to check.
+        """
+        with self._read() as c:
+            row = c.execute(
+                "SELECT ci.run_id, ci.step FROM cache_index ci "
+                "JOIN steps s ON s.run_id = ci.run_id AND s.name = ci.step "
+                "WHERE ci.cache_key = ? AND s.status = ? "
+                "ORDER BY ci.recorded DESC, ci.run_id DESC LIMIT 1",
+                (cache_key, Status.SUCCEEDED.value),
+            ).fetchone()
+            if row is None:
+                return None
+            run_id, name = row
+            step = self._load_steps(c, run_id, name=name)[0]
+        step.cached_from = run_id
+        return step
+
+    def latest_outputs(self, notebook_sha_or_path: str, step_name: str) -> list[ArtifactRef] | None:
+        """Outputs of the newest succeeded or cached record of a step of this notebook.
+
+        The notebook matches by the path as given, by its resolved path, or by content sha256.
+        """
+        where, args = self._notebook_filter(notebook_sha_or_path, alias="r")
+        with self._read() as c:
+            row = c.execute(
+                "SELECT s.run_id FROM steps s JOIN runs r ON r.id = s.run_id "
+                f"WHERE s.name = ? AND s.status IN (?, ?) AND {where} "
+                "ORDER BY r.started DESC, r.id DESC LIMIT 1",
+                (step_name, Status.SUCCEEDED.value, Status.CACHED.value, *args),
+            ).fetchone()
+            if row is None:
+                return None
+            outputs = self._lineage(c, row[0], step_name).get(("out", step_name), [])
+        # Reused as someone's inputs, so say where they came from.
+        for ref in outputs:
+            ref.producer_step = ref.producer_step or step_name
+        return outputs
+
+    def find_artifact(
+        self, name: str, run_id: str | None = None, notebook: str | None = None
+    ) -> ArtifactRef:
+        """The output named ``name`` of a run (or of the newest run that produced it)."""
+        with self._read() as c:
+            if run_id is not None:
+                scope, args = "r.id = ?", (self._resolve(c, run_id),)
+                where_scope = f"run {args[0]}"
+            elif notebook is not None:
+                scope, args = self._notebook_filter(notebook, alias="r")
+                where_scope = f"runs of {notebook}"
+            else:
+                scope, args, where_scope = "1", (), "any run"
+            select = (
+                "SELECT sa.run_id, sa.step, sa.name, sa.sha256, sa.producer_step, "
+                "a.size, a.serializer, a.type_name "
+                "FROM step_artifacts sa "
+                "JOIN artifacts a ON a.sha256 = sa.sha256 "
+                "JOIN runs r ON r.id = sa.run_id "
+                "JOIN steps s ON s.run_id = sa.run_id AND s.name = sa.step "
+                f"WHERE sa.direction = 'out' AND {scope}"
+            )
+            # The last writer of a name within a run wins (a later step may reassign it).
+            row = c.execute(
+                select + " AND sa.name = ? "
+                "ORDER BY r.started DESC, r.id DESC, COALESCE(s.ended, 0) DESC, "
+                "s.position DESC LIMIT 1",
+                (*args, name),
+            ).fetchone()
+            if row is not None:
+                _, step, aname, sha, producer, size, serializer, type_name = row
+                return ArtifactRef(aname, sha, size, serializer, type_name, producer or step)
+            names = [
+                r[0]
+                for r in c.execute(
+                    "SELECT DISTINCT sa.name FROM step_artifacts sa "
+                    "JOIN runs r ON r.id = sa.run_id "
+                    f"WHERE sa.direction = 'out' AND {scope} ORDER BY sa.name LIMIT ?",
+                    (*args, _MAX_LISTED + 1),
+                )
+            ]
+        if not names:
+            raise UsageError(f"no artifact named {name!r} in {where_scope}; no artifacts recorded")
+        listed = ", ".join(names[:_MAX_LISTED]) + (", ..." if len(names) > _MAX_LISTED else "")
+        raise UsageError(f"no artifact named {name!r} in {where_scope}; artifacts: {listed}")
+
+    def referenced_objects(self) -> set[str]:
+        """Every object sha256 some run's lineage refers to (what gc must keep)."""
+        with self._read() as c:
+            return {r[0] for r in c.execute("SELECT DISTINCT sha256 FROM step_artifacts")}
+
+    def integrity_check(self) -> list[str]:
+        """Problems SQLite finds in the database file and its foreign keys; empty when sound."""
+        with self._read() as c:
+            problems = [r[0] for r in c.execute("PRAGMA integrity_check")]
+            if problems == ["ok"]:
+                problems = []
+            for table, rowid, parent, _ in c.execute("PRAGMA foreign_key_check"):
+                problems.append(f"{table} row {rowid} refers to a missing {parent} row")
+        return problems
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _notebook_filter(self, notebook: str, alias: str = "runs") -> tuple[str, tuple]:
+        return (
+            f"({alias}.notebook = ? OR {alias}.notebook_key = ? OR {alias}.notebook_sha256 = ?)",
+            (notebook, _notebook_key(notebook), notebook),
+        )
+
+    def _resolve(self, c: sqlite3.Connection, ref: str) -> str:
+        if ref == "latest":
+            row = c.execute(f"SELECT id FROM runs {_NEWEST_FIRST} LIMIT 1").fetchone()
+            if row is None:
+                raise UsageError("no run matches 'latest'")
+            return row[0]
+        if not ref:
+            raise UsageError("no run matches ''")
+        if c.execute("SELECT 1 FROM runs WHERE id = ?", (ref,)).fetchone():
+            return ref
+        matches = [
+            r[0]
+            for r in c.execute(
+                "SELECT id FROM runs WHERE substr(id, 1, ?) = ? ORDER BY id LIMIT ?",
+                (len(ref), ref, _MAX_LISTED + 1),
+            )
+        ]
+        if not matches:
+            raise UsageError(f"no run matches {ref!r}")
+        if len(matches) > 1:
+            listed = ", ".join(matches[:_MAX_LISTED]) + (
+                ", ..." if len(matches) > _MAX_LISTED else ""
+            )
+            raise UsageError(f"{ref!r} is ambiguous: matches {listed}")
+        return matches[0]
+
+    def _load_runs(
+        self, c: sqlite3.Connection, where: str, args: tuple, limit: int | None = None
+    ) -> list[RunRecord]:
+        query = f"SELECT {_RUN_COLUMNS} FROM runs {where} {_NEWEST_FIRST}"
+        if limit is not None:
+            query += f" LIMIT {max(int(limit), 0)}"
+        runs = []
+        for row in c.execute(query, args).fetchall():
+            (rid, notebook, nb_sha, spec_hash, status, reason, started, ended,
+             parameters, environment, pid, host, exit_code) = row
+            metrics = [
+                Metric.from_dict({"name": n, "value": json.loads(v), "flag": f})
+                for n, v, f in c.execute(
+                    "SELECT name, value, flag FROM metrics WHERE run_id = ? ORDER BY position",
+                    (rid,),
+                )
+            ]
+            runs.append(
+                RunRecord(
+                    id=rid,
+                    notebook=notebook,
+                    notebook_sha256=nb_sha,
+                    spec_hash=spec_hash,
+                    status=RunStatus(status),
+                    reason=reason,
+                    started=started,
+                    ended=ended,
+                    parameters=json.loads(parameters),
+                    metrics=metrics,
+                    steps=self._load_steps(c, rid),
+                    environment=json.loads(environment),
+                    pid=pid,
+                    host=host,
+                    exit_code=exit_code,
+                )
+            )
+        return runs
+
+    def _load_steps(
+        self, c: sqlite3.Connection, run_id: str, name: str | None = None
+    ) -> list[StepRecord]:
+        query = f"SELECT {_STEP_COLUMNS} FROM steps WHERE run_id = ?"
+        args: tuple = (run_id,)
+        if name is not None:
+            query += " AND name = ?"
+            args += (name,)
+        rows = c.execute(query + " ORDER BY position", args).fetchall()
+        lineage = self._lineage(c, run_id, name)
+        steps = []
+        for row in rows:
+            (sname, status, started, ended, duration, cached, attempts, cache_key, spec_hash,
+             parameters, error, output_notebook, cached_from, image_digest) = row
+            steps.append(
+                StepRecord(
+                    name=sname,
+                    status=Status(status),
+                    started=started,
+                    ended=ended,
+                    duration=duration,
+                    cached=bool(cached),
+                    attempts=attempts,
+                    cache_key=cache_key,
+                    spec_hash=spec_hash,
+                    parameters=json.loads(parameters),
+                    inputs=lineage.get(("in", sname), []),
+                    outputs=lineage.get(("out", sname), []),
+                    error=StepError.from_dict(json.loads(error)) if error else None,
+                    output_notebook=output_notebook,
+                    cached_from=cached_from,
+                    image_digest=image_digest,
+                )
+            )
+        return steps
+
+    def _lineage(self, c: sqlite3.Connection, run_id: str, step: str | None = None) -> dict:
+        """Artifacts of a run's steps (or of one step), keyed by (direction, step)."""
+        query = (
+            "SELECT sa.step, sa.direction, sa.name, sa.sha256, sa.producer_step, "
+            "a.size, a.serializer, a.type_name "
+            "FROM step_artifacts sa JOIN artifacts a ON a.sha256 = sa.sha256 "
+            "WHERE sa.run_id = ?"
+        )
+        args: tuple = (run_id,)
+        if step is not None:
+            query += " AND sa.step = ?"
+            args += (step,)
+        found: dict = {}
+        for sname, direction, name, sha, producer, size, serializer, type_name in c.execute(
+            query + " ORDER BY sa.step, sa.direction, sa.position", args
+        ):
+            ref = ArtifactRef(name, sha, size, serializer, type_name, producer)
+            found.setdefault((direction, sname), []).append(ref)
+        return found

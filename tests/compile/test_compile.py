@@ -1,0 +1,389 @@
+"""nb2pipe.compile.compiler: every error located at path + cell index + cell id with a fix, and data flow."""
+
+from __future__ import annotations
+
+import pytest
+from core_helpers import NOTEBOOKS, check_cells, code, codes, md, raw, spec_of
+
+from nb2pipe.compile.compiler import check_notebook, compile_notebook
+from nb2pipe.errors import NotebookReadError, PipelineInvalid
+
+R_META = {"kernelspec": {"name": "ir", "display_name": "R", "language": "R"}, "language_info": {"name": "R"}}
+
+# fixture, code, cell index, cell id, message fragment, fix fragment
+FIXTURE_ERRORS = [
+    ("cycle_after", "cycle", 1, "a", "the steps form a cycle: a → b → c → a", "remove an after: tag"),
+    ("cycle_data", "cycle", 1, "load", "the steps form a cycle: load → train → load", "remove an after: tag"),
+    ("after_unknown", "after", 2, "train", "after:lod names an unknown step", "did you mean after:load?"),
+    ("duplicate_steps", "duplicate-step", 3, "load-2",
+     "step name 'load' is already used by the group starting at cell 1 [load-1]", "give this group another name"),
+    ("tag_typos", "tag", 1, "c1", "unknown tag 'stpe:load'", "did you mean step:load?"),
+    ("tag_typos", "tag", 2, "c2", "unknown tag 'aftr:load'", "did you mean after:load?"),
+    ("tag_typos", "tag", 3, "c3", "unknown tag 'paramters'", "did you mean parameters?"),
+    ("tag_typos", "tag", 4, "c4", "unknown tag 'Step:train'", "did you mean step:train?"),
+    ("tag_typos", "tag", 5, "c5", "unknown tag 'metrcs'", "did you mean metrics?"),
+    ("bad_step_names", "tag", 1, "c1", "invalid step name '1st'", "step names use letters, digits"),
+    ("bad_step_names", "tag", 2, "c2", "invalid step name 'data.loading'", "step names use letters, digits"),
+    ("bad_step_names", "step-name", 4, "c4",
+     "step names 'data_loading' and 'Data-Loading' both map to the KFP name 'data-loading'", "rename one"),
+    ("bad_options", "option", 1, "c1", "bad value in tag 'retries:x'", "retries:N"),
+    ("bad_options", "option", 2, "c2", "bad value in tag 'cpu:lots'", "cpu:N"),
+    ("bad_options", "option", 2, "c2", "bad value in tag 'memory:4 gigs'", "memory:SIZE"),
+    ("bad_options", "option", 3, "c3", "bad value in tag 'gpu:1.5'", "gpu:N"),
+    ("bad_options", "option", 3, "c3", "bad value in tag 'timeout:never'", "timeout:SECONDS"),
+    ("bad_options", "option", 3, "c3", "bad value in tag 'cache:maybe'", "cache:off"),
+    ("bad_options", "tag", 4, "c4", "unsupported resource in 'limit:tpu:1'", "limit:nvidia.com/gpu:N"),
+    ("bad_options", "option", 4, "c4", "bad value in tag 'retries:50'", "retries:N"),
+    ("bad_parameters", "parameters", 1, "params", "parameters cell: the value of 'epochs' is not a literal",
+     "keep only NAME = literal lines"),
+    ("syntax_error", "syntax", 2, "broken", "invalid syntax", "fix the Python syntax"),
+    ("conflicting_roles", "tag", 1, "both", "a cell cannot be both parameters and setup", "keep one"),
+    ("conflicting_roles", "tag", 2, "setup-step", "a setup cell cannot also start step 'oops'",
+     "move step:oops to the next code cell"),
+    ("r_tagged", "non-python", 1, "r1", "pipeline tags need a Python kernel; this notebook's kernel is 'ir' (R)",
+     "remove the nb2pipe tags"),
+]
+
+
+@pytest.mark.parametrize("fixture,code_,index,cell_id,message,fix", FIXTURE_ERRORS,
+                         ids=[f"{f[0]}-{f[4][:30]}" for f in FIXTURE_ERRORS])
+def test_fixture_errors_are_located_and_have_a_fix(fixture, code_, index, cell_id, message, fix):
+    path = str(NOTEBOOKS / f"{fixture}.ipynb")
+    result = check_notebook(path)
+    assert result.spec is None
+    matching = [d for d in result.errors if message in d.message]
+    assert len(matching) == 1, [str(d) for d in result.diagnostics]
+    d = matching[0]
+    assert (d.path, d.code, d.cell_index, d.cell_id) == (path, code_, index, cell_id)
+    assert fix in d.fix
+    assert str(d).startswith(f"{path}:cell {index} [{cell_id}]")
+    with pytest.raises(PipelineInvalid) as info:
+        compile_notebook(path)
+    assert f"{path}:cell {index} [{cell_id}]" in str(info.value)
+    assert info.value.exit_code == 2
+
+
+@pytest.mark.parametrize("fixture,count", [
+    ("cycle_after", 1), ("cycle_data", 1), ("after_unknown", 1), ("duplicate_steps", 1), ("tag_typos", 5),
+    ("bad_step_names", 3), ("bad_options", 8), ("bad_parameters", 1), ("syntax_error", 1),
+    ("conflicting_roles", 2), ("r_tagged", 1),
+])
+def test_fixtures_report_exactly_their_errors(fixture, count):
+    assert len(check_notebook(NOTEBOOKS / f"{fixture}.ipynb").errors) == count
+
+
+def test_syntax_error_has_the_line():
+    d = check_notebook(NOTEBOOKS / "syntax_error.ipynb").errors[0]
+    assert d.line == 1 and ":cell 2 [broken]:line 1:" in str(d)
+    assert d.message == "invalid syntax"
+
+
+def test_syntax_error_detail(tmp_path):
+    result = check_cells(tmp_path, [code("a = 1\nb = (1,\n", "step:s", id="open")])
+    [d] = result.errors
+    assert (d.cell_index, d.cell_id, d.line) == (1, "open", 2)
+    assert d.message == "invalid syntax: '(' was never closed"
+
+
+def test_bad_parameters_has_the_line():
+    d = check_notebook(NOTEBOOKS / "bad_parameters.ipynb").errors[0]
+    assert d.line == 2
+
+
+@pytest.mark.parametrize("fixture", ["ml_pipeline", "kale_pipeline", "fanout", "magics", "untagged",
+                                     "no_kernelspec", "r_untagged", "nbclient_tags", "legacy_v3"])
+def test_good_fixtures_compile(fixture):
+    result = check_notebook(NOTEBOOKS / f"{fixture}.ipynb", strict=True)
+    assert result.errors == [] and result.spec is not None
+
+
+def test_read_errors_propagate(tmp_path):
+    with pytest.raises(NotebookReadError):
+        check_notebook(tmp_path / "missing.ipynb")
+
+
+# --- undefined names ------------------------------------------------------------------------------
+
+def test_undefined_names_are_warnings_then_errors_with_strict():
+    path = str(NOTEBOOKS / "undefined_names.ipynb")
+    lax = check_notebook(path)
+    assert lax.errors == [] and lax.spec is not None
+    found = [(d.cell_index, d.cell_id, d.code) for d in lax.warnings]
+    assert found == [(1, "c1", "undefined"), (2, "c2", "undefined")]
+    assert "step 'load' reads 'load_everything'" in lax.warnings[0].message
+    assert "define it in an earlier step or a setup cell" in lax.warnings[0].fix
+    strict = check_notebook(path, strict=True)
+    assert strict.spec is None
+    assert [(d.cell_index, d.severity) for d in strict.errors] == [(1, "error"), (2, "error")]
+
+
+def test_a_name_defined_only_downstream_is_not_an_input(tmp_path):
+    result = check_cells(tmp_path, [code("y = x + 1", "step:a"), code("x = 1", "step:b")])
+    assert [d.message for d in result.warnings] == [
+        "step 'a' reads 'x', which no earlier step, setup cell or parameter defines"]
+    assert result.spec.step("a").inputs == [] and result.spec.step("a").upstreams == []
+
+
+def test_star_import_silences_undefined_names(tmp_path):
+    result = check_cells(tmp_path, [code("from math import *", "setup"), code("r = sqrt(2) * pi", "step:a")])
+    assert result.warnings == [] and result.spec is not None
+
+
+def test_undefined_warning_points_at_the_reading_cell(tmp_path):
+    result = check_cells(tmp_path, [code("a = 1", "step:s"), code("b = a"), code("c = missing")])
+    assert [(d.cell_index, d.cell_id) for d in result.warnings] == [(3, "c3")]
+
+
+# --- data flow between steps ----------------------------------------------------------------------
+
+def test_latest_earlier_producer_wins(tmp_path):
+    spec = spec_of(tmp_path, [code("x = 1", "step:a"), code("x = 2", "step:b"), code("print(x)", "step:c")])
+    c = spec.step("c")
+    assert [(i.name, i.producer) for i in c.inputs] == [("x", "b")]
+    assert c.upstreams == ["b"]
+    assert spec.step("a").outputs == [] and spec.step("b").outputs == ["x"]
+
+
+def test_step_reading_its_own_earlier_definition_has_no_input(tmp_path):
+    spec = spec_of(tmp_path, [code("x = 1", "step:a"), code("x = 5\ny = x", "step:b")])
+    assert spec.step("b").inputs == [] and spec.step("b").upstreams == []
+
+
+def test_setup_and_parameters_are_never_artifacts(tmp_path):
+    spec = spec_of(tmp_path, [
+        code("import math\ndef area(r):\n    return math.pi * r * r", "setup"),
+        code("radius = 2.0\nlabel = 'disc'", "parameters"),
+        code("a = area(radius)", "step:one"),
+        code("print(label, a, math.e)", "step:two"),
+    ])
+    one, two = spec.step("one"), spec.step("two")
+    assert one.inputs == [] and one.parameters == ["radius"]
+    assert [(i.name, i.producer) for i in two.inputs] == [("a", "one")]
+    assert two.parameters == ["label"]
+    assert [p.name for p in spec.parameters] == ["radius", "label"]
+    assert [c.index for c in spec.setup] == [1]
+
+
+def test_parameter_types(tmp_path):
+    spec = spec_of(tmp_path, [
+        code("i = 1\nf = 0.5\ns = 'x'\nb = False\nl = [1]\nd = {'k': 1}\nn = None", "parameters"),
+        code("print(i, f, s, b, l, d, n)", "step:a"),
+    ])
+    assert [(p.name, p.type, p.default, p.cell_index) for p in spec.parameters] == [
+        ("i", "int", 1, 1), ("f", "float", 0.5, 1), ("s", "str", "x", 1), ("b", "bool", False, 1),
+        ("l", "list", [1], 1), ("d", "dict", {"k": 1}, 1), ("n", "NoneType", None, 1)]
+
+
+@pytest.mark.parametrize("source,fix", [
+    ("shape = (1, 2)", "use a list instead of a tuple or set"),
+    ("z = 1 + 2j", "write the value as one of those types"),
+    ("raw = b'bytes'", "write the value as one of those types"),
+])
+def test_parameter_of_unsupported_type(tmp_path, source, fix):
+    result = check_cells(tmp_path, [code(source, "parameters", id="p"), code("x = 1", "step:a")])
+    [d] = result.errors
+    assert (d.code, d.cell_index, d.cell_id, d.line) == ("parameters", 1, "p", 1)
+    assert "parameters must be int, float, str, bool, None, list or dict" in d.message and d.fix == fix
+
+
+def test_parameters_cell_with_code(tmp_path):
+    result = check_cells(tmp_path, [code("import os\nroot = os.getcwd()", "parameters", id="p"),
+                                    code("x = 1", "step:a")])
+    [d] = result.errors
+    assert (d.code, d.cell_index, d.cell_id) == ("parameters", 1, "p")
+    assert "only plain assignments of literal values" in d.message
+
+
+def test_upstream_imports_are_replayed_not_pickled(tmp_path):
+    spec = spec_of(tmp_path, [
+        code("import numpy as np\nfrom os import path as osp\ndata = [1, 2]", "step:a"),
+        code("arr = np.asarray(data)\nprint(osp.sep)", "step:b"),
+    ])
+    b = spec.step("b")
+    assert b.imports == ["import numpy as np", "from os import path as osp"]
+    assert [(i.name, i.producer) for i in b.inputs] == [("data", "a")]
+    assert spec.step("a").outputs == ["data"]
+
+
+def test_outputs_are_only_what_downstream_reads(tmp_path):
+    spec = spec_of(tmp_path, [code("a = 1\nb = 2\ntmp = 3", "step:p"), code("c = b + a", "step:q")])
+    assert spec.step("p").outputs == ["a", "b"]  # definition order, not read order
+    assert spec.step("q").outputs == []
+
+
+def test_deleted_names_are_not_outputs(tmp_path):
+    result = check_cells(tmp_path, [code("big = 1\ndel big", "step:p"), code("print(big)", "step:q")])
+    assert result.spec.step("q").inputs == [] and len(result.warnings) == 1
+
+
+def test_function_defined_upstream_reading_upstream_globals(tmp_path):
+    spec = spec_of(tmp_path, [
+        code("scale = 3\ndef f(x):\n    return x * scale", "step:a"),
+        code("y = f(2)", "step:b"),
+    ])
+    assert [i.name for i in spec.step("b").inputs] == ["f"]
+
+
+def test_function_reading_a_name_from_an_earlier_step(tmp_path):
+    spec = spec_of(tmp_path, [code("scale = 3", "step:a"), code("def f(x):\n    return x * scale", "step:b")])
+    assert [(i.name, i.producer) for i in spec.step("b").inputs] == [("scale", "a")]
+
+
+def test_skip_execution_cells_neither_read_nor_define(tmp_path):
+    result = check_cells(tmp_path, [
+        code("x = 1", "step:a"),
+        code("import time\ntime.sleep(big)\ny = x", "step:b", "skip-execution"),
+        code("print(y)", "step:c"),
+    ])
+    assert result.spec.step("b").inputs == []
+    assert [d.message for d in result.warnings] == [
+        "step 'c' reads 'y', which no earlier step, setup cell or parameter defines"]
+    assert result.spec.step("b").cells[0].tags == ["skip-execution"]
+
+
+def test_nbclient_and_metrics_tags_are_kept_on_cells(tmp_path):
+    spec = spec_of(tmp_path, [code("x = 1\nraise ValueError", "step:a", "raises-exception"),
+                              code("acc = 0.5", "metrics")])
+    assert [c.tags for c in spec.step("a").cells] == [["raises-exception"], ["metrics"]]
+    assert spec.step("a").metrics == ["acc"]
+
+
+def test_metrics_from_ours_and_kale_cells(tmp_path):
+    spec = spec_of(tmp_path, [
+        code("accuracy = 0.9\nloss = 0.1", "step:train"),
+        code("accuracy\nloss", "pipeline-metrics"),
+        code("f1 = 0.8\nprint(f1)", "metrics"),
+    ])
+    assert spec.step("train").metrics == ["accuracy", "loss", "f1"]
+
+
+def test_step_options_end_up_in_the_component(tmp_path):
+    spec = spec_of(tmp_path, [
+        code("a = 1", "step:one", "cpu:2", "memory:1Gi", "cache:off"),
+        code("b = a", "gpu:1", "retries:3", "timeout:60", "image:python:3.11"),
+        code("c = b", "step:two"),
+    ])
+    opts = spec.step("one").options
+    assert (opts.cpu, opts.memory, opts.gpu, opts.retries, opts.timeout, opts.image, opts.cache) == (
+        2, "1Gi", 1, 3, 60, "python:3.11", False)
+    assert spec.step("two").options == type(opts)()
+
+
+def test_after_edges(tmp_path):
+    spec = spec_of(tmp_path, [code("a = 1", "step:one"), code("b = 2", "step:two", "after:one"),
+                              code("c = 3", "step:three", "prev:one", "after:two")])
+    assert spec.step("two").after == ["one"] and spec.step("two").upstreams == ["one"]
+    assert spec.step("three").after == ["one", "two"] and spec.step("three").upstreams == ["one", "two"]
+
+
+def test_backward_after_edge_reorders_steps(tmp_path):
+    spec = spec_of(tmp_path, [code("a = 1", "step:one", "after:two"), code("b = 2", "step:two")])
+    assert spec.step_names == ["two", "one"]
+
+
+def test_after_itself(tmp_path):
+    result = check_cells(tmp_path, [code("a = 1", "step:one", "after:one", id="me")])
+    [d] = result.errors
+    assert (d.code, d.cell_index, d.cell_id) == ("after", 1, "me")
+    assert d.message == "step 'one' cannot run after itself"
+
+
+def test_after_unknown_without_close_match_lists_known_steps(tmp_path):
+    result = check_cells(tmp_path, [code("a = 1", "step:load"), code("b = 2", "step:train", "after:zzz")])
+    [d] = result.errors
+    assert d.fix == "known steps: load, train"
+
+
+def test_kale_notebook():
+    spec = compile_notebook(NOTEBOOKS / "kale_pipeline.ipynb")
+    assert spec.step_names == ["data-loading", "preprocess", "train-model", "evaluate"]
+    assert [c.index for c in spec.setup] == [2, 3]
+    assert [p.name for p in spec.parameters] == ["N_ESTIMATORS", "MAX_DEPTH", "DATA_PATH"]
+    train = spec.step("train-model")
+    assert (train.options.gpu, train.options.memory) == (1, "4Gi")
+    assert train.parameters == ["N_ESTIMATORS", "MAX_DEPTH"]
+    evaluate = spec.step("evaluate")
+    assert evaluate.metrics == ["accuracy", "n_samples"]
+    assert [c.index for c in evaluate.cells] == [8, 10]  # the skipped cell 9 is left out
+    assert evaluate.options.cache is False
+    assert spec.step("preprocess").inputs[0].name == "train_df"
+
+
+def test_ml_pipeline_notebook():
+    spec = compile_notebook(NOTEBOOKS / "ml_pipeline.ipynb")
+    assert spec.step_names == ["load", "features", "train_rf", "train_lr", "evaluate"]
+    assert spec.step("train_rf").upstreams == ["features"] == spec.step("train_lr").upstreams
+    evaluate = spec.step("evaluate")
+    assert evaluate.upstreams == ["features", "train_rf", "train_lr"]
+    assert evaluate.imports == ["import numpy as np"]
+    assert evaluate.metrics == ["accuracy_rf", "accuracy_lr", "spread"]
+    assert spec.step("features").outputs == ["X_train", "X_test", "y_train", "y_test"]
+    assert [c.index for c in spec.step("load").cells] == [4, 5]
+
+
+def test_magics_notebook():
+    spec = compile_notebook(NOTEBOOKS / "magics.ipynb")
+    assert spec.step_names == ["fetch", "summarise", "shell", "report"]
+    assert [(i.name, i.producer) for i in spec.step("summarise").inputs] == [("sizes", "fetch")]
+    assert spec.step("summarise").outputs == ["captured", "doubled"]
+    assert spec.step("shell").inputs == [] and spec.step("shell").upstreams == []
+    assert {i.name for i in spec.step("report").inputs} == {"sizes", "doubled", "captured"}
+
+
+def test_fanout_notebook():
+    spec = compile_notebook(NOTEBOOKS / "fanout.ipynb")
+    shards = [f"shard_{i}" for i in range(8)]
+    assert spec.step_names == ["prepare", *shards, "combine"]
+    for s in shards:
+        assert spec.step(s).upstreams == ["prepare"]
+        assert spec.step(s).parameters == ["threshold"]
+    assert spec.step("combine").upstreams == shards
+    assert spec.step("prepare").outputs == ["shards"]
+
+
+# --- single-step notebooks and non-Python kernels -------------------------------------------------
+
+def test_untagged_notebook_is_one_step(tmp_path):
+    spec = spec_of(tmp_path, [md("# t"), code("a = 1"), raw("x"), code("b = a")], name="My Analysis.ipynb")
+    assert spec.step_names == ["My_Analysis"]
+    assert spec.steps[0].kfp_name == "my-analysis" and spec.name == "my-analysis"
+    assert [c.index for c in spec.steps[0].cells] == [2, 4]
+
+
+def test_no_code_cells(tmp_path):
+    result = check_cells(tmp_path, [md("only text"), code("x = 1", "skip")])
+    [d] = result.errors
+    assert d.message == "the notebook has no code cells to run" and d.cell_index is None
+
+
+def test_r_notebook_runs_as_one_step(tmp_path):
+    spec = spec_of(tmp_path, [md("# R"), code("x <- 1", "raises-exception"), code("print(x)")],
+                   name="analysis.ipynb", metadata=R_META)
+    assert (spec.kernel_name, spec.language, spec.step_names) == ("ir", "R", ["analysis"])
+    assert [(c.index, c.tags) for c in spec.steps[0].cells] == [(2, ["raises-exception"]), (3, [])]
+    assert spec.steps[0].inputs == [] and spec.steps[0].content_hash
+
+
+@pytest.mark.parametrize("tag", ["step:load", "after:x", "setup", "parameters", "skip", "metrics", "cpu:2"])
+def test_any_nb2pipe_tag_on_a_non_python_notebook_is_an_error(tmp_path, tag):
+    result = check_cells(tmp_path, [code("x <- 1"), code("y <- 2", tag, id="tagged")], metadata=R_META)
+    assert codes(result) == ["non-python"]
+    d = result.errors[0]
+    assert (d.cell_index, d.cell_id) == (2, "tagged")
+    assert "need a Python kernel" in d.message and "'ir' (R)" in d.message
+
+
+def test_no_kernelspec_is_python3(tmp_path):
+    spec = spec_of(tmp_path, [code("x = 1", "step:a")], metadata={})
+    assert (spec.kernel_name, spec.language) == ("python3", "python")
+
+
+def test_all_errors_are_collected_in_one_pass(tmp_path):
+    result = check_cells(tmp_path, [
+        code("x = 1", "step:a", "retries:x"),
+        code("def (", "step:b"),
+        code("y = 2", "step:c", "after:nowhere", "stpe:d"),
+    ])
+    assert sorted(codes(result)) == ["after", "option", "syntax", "tag"]
+    assert sorted((d.code, d.cell_index) for d in result.errors) == [
+        ("after", 3), ("option", 1), ("syntax", 2), ("tag", 3)]
