@@ -262,7 +262,7 @@ def self_wheel() -> tuple[str, bytes]:
 
     from nb2pipe import __version__
 
-    pkg = Path(__file__).resolve().parent
+    pkg = Path(__file__).resolve().parents[1]  # the nb2pipe package folder
     dist_info = f"nb2pipe-{__version__}.dist-info"
     files: dict[str, bytes] = {}
     for f in sorted(pkg.rglob("*.py")):

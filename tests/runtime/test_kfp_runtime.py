@@ -321,24 +321,10 @@ def test_exported_pipeline_runs_under_kfp_local_like_a_local_run(tmp_path, kfp_l
 
 # --- the proof: kfp.local DockerRunner on the image `nb2pipe build` made -------------------------
 
-def _wait_for_build_image(timeout: float = 600):
-    """build_image is written concurrently by another engineer: wait until it is importable."""
-    deadline = time.monotonic() + timeout
-    while True:
-        proc = subprocess.run([sys.executable, "-c", "from nb2pipe.images.build import build_image"], cwd=ROOT,
-                              capture_output=True, text=True)
-        if proc.returncode == 0:
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(f"nb2pipe.images.build.build_image is not importable: {proc.stderr.strip()[-500:]}")
-        time.sleep(10)
-
-
 @pytest.fixture(scope="session")
 def built_pipelines(tmp_path_factory, base_image):
     """The classifier example and SMALL, each in its own folder, with the image `nb2pipe build`
     makes (built once per session; docker's layer cache makes a rebuild quick)."""
-    _wait_for_build_image()
     from nb2pipe.images.build import build_image
 
     top = tmp_path_factory.mktemp("kfp-proof")
