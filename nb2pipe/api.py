@@ -1,97 +1,102 @@
-"""The Python API: `nb2pipe.run(...)` and `nb2pipe.load(...)`."""
+"""The engine's Python API, shared by every face (CLI, JupyterLab, widget, pytest):
+`start` (a run handle), `run` (start + wait), `plan` (what a run would do) and `load`."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nb2pipe.model.records import RunRecord
+from nb2pipe.store.workspace import DEFAULT_STORE, STORE_ENV, store_root  # noqa: F401  (public here too)
 
-STORE_ENV = "NB2PIPE_STORE"
-DEFAULT_STORE = ".nb2pipe"
-
-
-def store_root(notebook: str | os.PathLike | None, store: str | os.PathLike | None = None) -> Path:
-    """--store, else $NB2PIPE_STORE, else .nb2pipe/ beside the notebook (or in the cwd)."""
-    if store:
-        return Path(store)
-    if os.environ.get(STORE_ENV):
-        return Path(os.environ[STORE_ENV])
-    base = Path(notebook).resolve().parent if notebook else Path.cwd()
-    return base / DEFAULT_STORE
+if TYPE_CHECKING:
+    from nb2pipe.execution.plan import Plan
+    from nb2pipe.execution.run import Run
 
 
-# Executors by name: where a run's steps execute. Values are "module:class" so that choosing the
-# local executor never imports the docker SDK.
-EXECUTORS = {"local": "nb2pipe.execution.scheduler:LocalRunner", "docker": "nb2pipe.execution.docker:DockerRunner"}
-
-
-def executor_class(name: str):
-    import importlib
-
-    from nb2pipe.errors import UsageError
-
-    if name not in EXECUTORS:
-        raise UsageError(f"unknown executor '{name}' (executors: {', '.join(EXECUTORS)})")
-    module, _, cls = EXECUTORS[name].partition(":")
-    return getattr(importlib.import_module(module), cls)
-
-
-def run(path, parameters: dict | None = None, store=None, workers: int | None = None, cache: bool = True,
-        *, steps: list[str] | None = None, from_step: str | None = None, fail_fast: bool = False,
-        strict: bool = False, on_change=None, executor: str = "local", image: str | None = None,
-        base_image: str | None = None, build_log=None, _text_parameters: frozenset[str] = frozenset(),
-        _checked=None) -> RunRecord:
-    """Run a notebook's pipeline on this machine and return its RunRecord.
-
-    executor="local" runs each step in a fresh kernel here; "docker" runs each in a container of
-    the pipeline's image (`image`, else built from this environment when missing or stale).
-
-    Invalid input raises (NotebookReadError, PipelineInvalid, UsageError) before anything runs;
-    a failing step does not raise: look at `record.status` and each step's `error`.
-    """
+def _prepared(path, parameters, strict: bool, text_parameters: frozenset[str], checked):
+    """(notebook, spec, typed parameter values), or the error that says why not."""
     from nb2pipe.compile.compiler import check_notebook
-    from nb2pipe.errors import PipelineInvalid, UsageError
-    from nb2pipe.runtime.kernels import available_kernels, kernel_installed
     from nb2pipe.compile.notebook import read_notebook
     from nb2pipe.compile.parameters import resolve_parameters
-    from nb2pipe.execution.scheduler import RunOptions, Workspace
+    from nb2pipe.errors import PipelineInvalid
 
-    if _checked is not None:  # the CLI already read and checked it for its progress display
-        nb, result = _checked
+    if checked is not None:  # the CLI already read and checked it (for warnings and progress)
+        nb, result = checked
     else:
         nb = read_notebook(path)
         result = check_notebook(path, strict=strict, notebook=nb)
     if result.errors or result.spec is None:
         raise PipelineInvalid(result.diagnostics)
-    spec = result.spec
-    values = resolve_parameters(spec.parameters, dict(parameters or {}), from_text=_text_parameters)
-    if executor == "local" and not kernel_installed(spec.kernel_name):
-        kernels = available_kernels()
-        raise UsageError(f"{path}: kernel '{spec.kernel_name}' is not installed; available kernels: "
-                         f"{', '.join(kernels) or 'none'} (fix: install it, or change the notebook's kernel)")
+    values = resolve_parameters(result.spec.parameters, dict(parameters or {}), from_text=text_parameters)
+    return nb, result.spec, values
+
+
+def start(path: str | os.PathLike, parameters: dict | None = None, store=None, workers: int | None = None,
+          cache: bool = True, steps: list[str] | None = None, from_step: str | None = None, executor: str = "local",
+          *, fail_fast: bool = False, strict: bool = False, image: str | None = None, base_image: str | None = None,
+          build_log=None, _text_parameters: frozenset[str] = frozenset(), _checked=None) -> Run:
+    """Start a run of a notebook's pipeline and return its handle at once.
+
+    The run goes on in a thread of this process: `run.events()` / `run.subscribe(cb)` to watch it,
+    `run.cancel()` to stop it (this run only), `run.wait()` for its RunRecord. executor="local"
+    runs each step in a fresh kernel here; "docker" each in a container of the pipeline's image
+    (`image`, else built from this environment when missing or stale).
+
+    Invalid input raises here (NotebookReadError, PipelineInvalid, UsageError), before anything
+    runs; a failing step does not raise: look at the record's `status` and each step's `error`.
+    """
+    from nb2pipe.execution.events import EventBus
+    from nb2pipe.execution.executor import ExecutionContext
+    from nb2pipe.execution.run import Run
+    from nb2pipe.execution.scheduler import RunOptions, Scheduler, default_workers
+    from nb2pipe.model.records import new_run_id
+    from nb2pipe.registry import EXECUTORS
+    from nb2pipe.store.workspace import Workspace
+
+    nb, spec, values = _prepared(path, parameters, strict, _text_parameters, _checked)
+    executor_class = EXECUTORS.get(executor)
+    options = RunOptions(workers=workers or 0, cache=cache, fail_fast=fail_fast, steps=list(steps or []),
+                         from_step=from_step)
     ws = Workspace(store_root(path, store))
     try:
-        options = RunOptions(workers=workers or 0, cache=cache, fail_fast=fail_fast, steps=list(steps or []),
-                             from_step=from_step)
-        extra = {} if executor == "local" else {"image": image, "base_image": base_image, "build_log": build_log}
-        runner = executor_class(executor)(nb, spec, ws, options, on_change=on_change, **extra)
-        _active.append(runner)
-        try:
-            return runner.run(values)
-        finally:
-            _active.remove(runner)
-    finally:
+        run_id = new_run_id()
+        context = ExecutionContext(run_id=run_id, notebook=nb, spec=spec, workspace=ws,
+                                   workers=default_workers(workers), startup_timeout=options.startup_timeout,
+                                   options={"image": image, "base_image": base_image, "build_log": build_log})
+        bus = EventBus(run_id)
+        scheduler = Scheduler(nb, spec, ws, executor_class(context), options, values, bus, run_id)
+    except BaseException:
         ws.close()
+        raise
+    return Run(scheduler, bus, on_exit=ws.close)
 
 
-# Runners in progress, so a signal handler can cancel them.
-_active: list = []
+def run(path: str | os.PathLike, parameters: dict | None = None, store=None, workers: int | None = None,
+        cache: bool = True, steps: list[str] | None = None, from_step: str | None = None, executor: str = "local",
+        **options) -> RunRecord:
+    """Run a notebook's pipeline and return its RunRecord: `start(...)` then `wait()`.
+
+    Takes the same arguments as `start`.
+    """
+    handle = start(path, parameters, store, workers, cache, steps, from_step, executor, **options)
+    try:
+        return handle.wait()
+    except BaseException:  # Ctrl-C in a notebook or a script: don't leave kernels running
+        handle.cancel()
+        raise
 
 
-def cancel_active(signum: int) -> None:
-    for runner in list(_active):
-        runner.cancel(signum)
+def plan(path: str | os.PathLike, parameters: dict | None = None, store=None, cache: bool = True,
+         steps: list[str] | None = None, from_step: str | None = None, executor: str = "local", *,
+         strict: bool = False, _text_parameters: frozenset[str] = frozenset(), _checked=None) -> Plan:
+    """What `run` would do with these arguments, without executing anything: for every step,
+    whether it would execute or come from the cache, and why."""
+    from nb2pipe.execution.plan import make_plan
+
+    nb, spec, values = _prepared(path, parameters, strict, _text_parameters, _checked)
+    return make_plan(nb, spec, values, store_root(path, store), cache=cache, steps=list(steps or []),
+                     from_step=from_step, executor=executor)
 
 
 def load(name: str, run: str | None = None, store=None, notebook=None):
@@ -101,19 +106,16 @@ def load(name: str, run: str | None = None, store=None, notebook=None):
     `df = nb2pipe.load("df", run="20261121-...")`.
     """
     from nb2pipe.artifacts.values import load_value
+    from nb2pipe.errors import StoreError, UsageError
     from nb2pipe.store.objects import ObjectStore
     from nb2pipe.store.runs import RunStore
 
     root = store_root(notebook, store)
     if not (root / "runs.db").exists():
-        from nb2pipe.errors import UsageError
-
         raise UsageError(f"no nb2pipe store at {root} (pass store=..., or run the pipeline first)")
     with RunStore(root) as runs:
         ref = runs.find_artifact(name, run_id=run, notebook=str(notebook) if notebook else None)
     objects = ObjectStore(root)
     if not objects.verify(ref.sha256):
-        from nb2pipe.errors import StoreError
-
         raise StoreError(f"artifact '{name}' ({ref.sha256[:12]}) failed its integrity check")
     return load_value(str(objects.path(ref.sha256)), ref.serializer)

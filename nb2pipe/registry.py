@@ -24,3 +24,20 @@ def register(name: str, exporter: Callable) -> Callable:
     """Add or replace the exporter `--to NAME` selects; returns it."""
     EXPORTERS[name] = exporter
     return exporter
+
+
+class _Executors:  # interim: replaced by the Registry class
+    _names = {"local": "nb2pipe.execution.local:LocalExecutor", "docker": "nb2pipe.execution.docker:DockerExecutor"}
+
+    def get(self, name: str):
+        import importlib
+
+        from nb2pipe.errors import UsageError
+
+        if name not in self._names:
+            raise UsageError(f"unknown executor '{name}' (executors: {', '.join(self._names)})")
+        module, _, attr = self._names[name].partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+EXECUTORS = _Executors()

@@ -1,6 +1,6 @@
 """The docker executor: every step runs in a container of the pipeline's image.
 
-It is the LocalRunner with a different `_attempt`: scheduling, the cache, artifacts, records and
+An Executor (executor.py) like the local one: the scheduler, the cache, artifacts, records and
 executed notebooks are the same code, so a docker run is comparable with a local one artifact by
 artifact. Per attempt the container gets:
 
@@ -15,7 +15,9 @@ Containers start ahead of need, like the local executor's kernels: a container b
 its kernel, then waits for its job file (`step_runtime --wait`), so a step does not pay for the
 container start. Every container is removed, whatever happens: after each attempt, on
 cancellation (all containers of the run are killed at once), and, for a runner that was
-SIGKILLed, by the next docker run on the same store.
+SIGKILLed, by the next docker run on the same store. What the step prints and which cell runs
+reach the run's events through `events.jsonl`, which the step runtime appends to in the attempt
+folder and this executor follows while it waits.
 """
 
 from __future__ import annotations
@@ -33,13 +35,14 @@ from pathlib import Path
 from nb2pipe.step_runtime import COMMAND as STEP_COMMAND
 from nb2pipe.images.daemon import DockerError, docker_client, explain
 from nb2pipe.errors import UsageError
-from nb2pipe.model.records import ArtifactRef, RunRecord, StepError, StepRecord
-from nb2pipe.execution.scheduler import LocalRunner
+from nb2pipe.execution.executor import Attempt, ExecutionContext, Executor
+from nb2pipe.model.records import StepError
 from nb2pipe.model.spec import ComponentSpec
 
 LABEL = "org.nb2pipe"
 IN, OUT, NOTEBOOK, SPEC = "/nb2pipe/in", "/nb2pipe/out", "/nb2pipe/notebook", "/nb2pipe/pipeline.json"
 NOBODY = 65534
+EVENTS_FILE = "events.jsonl"  # cell and output events, one JSON object a line, appended by the step
 GRACE = 30.0  # seconds past a step's own timeout before the container itself is killed
 
 
@@ -71,17 +74,18 @@ def check_readable(folder: Path, uid: int, gid: int) -> None:
 class StepContainer:
     """One container for one attempt of one step: created and booting before the step is ready."""
 
-    def __init__(self, runner: DockerRunner, comp: ComponentSpec, attempt: int):
-        self.runner, self.comp, self.attempt = runner, comp, attempt
-        step_dir = runner.ws.run_dir(runner.run_record.id) / comp.name
-        self.dir = step_dir / f"attempt-{attempt}"
-        self.inputs_dir = step_dir / f"inputs-{attempt}"
+    def __init__(self, executor: DockerExecutor, comp: ComponentSpec, attempt: int):
+        self.executor, self.comp, self.attempt = executor, comp, attempt
+        ctx = executor.context
+        self.dir = ctx.workspace.attempt_dir(ctx.run_id, comp.name, attempt)
+        self.inputs_dir = self.dir.parent / f"inputs-{attempt}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.inputs_dir.mkdir(parents=True, exist_ok=True)
         if os.getuid() == 0:  # the step runs as another uid and must be able to write here
-            os.chown(self.dir, *runner.uid_gid)
-        self.image = runner.images[comp.name]
+            os.chown(self.dir, *executor.uid_gid)
+        self.image = executor.images[comp.name]
         self.container = None
+        self._events_at = 0  # how much of events.jsonl has been forwarded
         opts = comp.options
         limits = {}
         if opts.cpu:
@@ -95,17 +99,16 @@ class StepContainer:
             from docker.types import DeviceRequest
 
             limits["device_requests"] = [DeviceRequest(count=int(opts.gpu), capabilities=[["gpu"]])]
-        command = [*STEP_COMMAND, "--spec", SPEC, "--job", f"{OUT}/job.json",
-                   "--wait", NOTEBOOK]
+        command = [*STEP_COMMAND, "--spec", SPEC, "--job", f"{OUT}/job.json", "--wait", NOTEBOOK]
         try:
-            self.container = runner.client.containers.create(
-                self.image, command, user=runner.user, working_dir=NOTEBOOK, labels=runner.labels(comp.name),
+            self.container = executor.client.containers.create(
+                self.image, command, user=executor.user, working_dir=NOTEBOOK, labels=executor.labels(comp.name),
                 volumes={str(self.dir): {"bind": OUT, "mode": "rw"},
                          str(self.inputs_dir): {"bind": IN, "mode": "ro"},
-                         str(runner.nb.folder): {"bind": NOTEBOOK, "mode": "ro"},
-                         str(runner.spec_file): {"bind": SPEC, "mode": "ro"}},
+                         str(ctx.notebook.folder): {"bind": NOTEBOOK, "mode": "ro"},
+                         str(executor.spec_file): {"bind": SPEC, "mode": "ro"}},
                 environment={"NB2PIPE_FORK_KERNELS": "0"}, detach=True, **limits)
-            runner.track(self)
+            executor.track(self)
             self.container.start()
         except Exception as exc:
             self.remove()
@@ -130,14 +133,17 @@ class StepContainer:
         tmp.write_text(json.dumps(job, allow_nan=True))
         os.replace(tmp, self.dir / "job.json")
 
-    def wait(self, timeout: float | None) -> int | None:
+    def wait(self, timeout: float | None, emit) -> int | None:
         """0 once result.json is written (the step is over: its kernel is being reaped), else the
-        container's exit code, or None when it outlived `timeout` (then it is killed)."""
+        container's exit code, or None when it outlived `timeout` (then it is killed). Events the
+        step runtime appends to events.jsonl go to `emit` meanwhile."""
         deadline = time.monotonic() + timeout if timeout else None
         result = self.dir / "result.json"
         next_check = time.monotonic() + 0.5
         while True:
+            self.forward_events(emit)
             if result.exists():
+                self.forward_events(emit)
                 return 0
             now = time.monotonic()
             if deadline is not None and now > deadline:
@@ -150,10 +156,32 @@ class StepContainer:
                 except Exception:
                     return -1
                 if self.container.status in ("exited", "dead"):
+                    self.forward_events(emit)
                     if result.exists():
                         return 0
                     return int(self.container.attrs.get("State", {}).get("ExitCode", -1))
             time.sleep(0.01)
+
+    def forward_events(self, emit) -> None:
+        """Emit the complete lines appended to events.jsonl since the last call."""
+        path = self.dir / EVENTS_FILE
+        try:
+            with open(path, "rb") as f:
+                f.seek(self._events_at)
+                data = f.read()
+        except OSError:
+            return
+        end = data.rfind(b"\n")
+        if end < 0:
+            return
+        self._events_at += end + 1
+        for line in data[:end].splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict) and event.get("type") in ("cell", "output"):
+                emit(event)
 
     def oom_killed(self) -> bool:
         try:
@@ -180,93 +208,69 @@ class StepContainer:
                 self.container.remove(force=True)
             except Exception:
                 pass
-        self.runner.untrack(self)
+        self.executor.untrack(self)
 
 
-class DockerRunner(LocalRunner):
-    executor = "docker"
+class DockerExecutor(Executor):
+    name = "docker"
 
-    def __init__(self, *args, image: str | None = None, base_image: str | None = None, build_log=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        if self.spec.language != "python":
-            raise UsageError(f"{self.nb.path}: the docker executor runs Python notebooks only "
-                             f"(this one's kernel language is {self.spec.language})")
-        self.client = docker_client()
-        self.uid_gid = container_user(Path(self.nb.folder))
+    def __init__(self, context: ExecutionContext):
+        super().__init__(context)
+        if context.spec.language != "python":
+            raise UsageError(f"{context.notebook.path}: the docker executor runs Python notebooks only "
+                             f"(this one's kernel language is {context.spec.language})")
+        self.requested_image = context.options.get("image")
+        self.base_image = context.options.get("base_image")
+        self.build_log = context.options.get("build_log") or (lambda line: None)
+        self.uid_gid = container_user(Path(context.notebook.folder))
         self.user = "%d:%d" % self.uid_gid
-        self.requested_image = image
-        self.base_image = base_image
-        self.build_log = build_log or (lambda line: None)
+        self.client = None
         self.images: dict[str, str] = {}
         self.digests: dict[str, str] = {}
+        self.spec_file = context.run_dir / "pipeline.json"
         self._live: set[StepContainer] = set()
         self._ready: dict[str, StepContainer] = {}  # step -> container booted ahead for attempt 1
         self._live_lock = threading.Lock()
         self._reaper = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nb2pipe-rm")
         self._executing = False
-        self.store_label = hashlib.sha256(str(self.ws.root).encode()).hexdigest()[:16]
+        self._cancelled = False
+        self.store_label = hashlib.sha256(str(context.workspace.root).encode()).hexdigest()[:16]
 
-    # --- images ---------------------------------------------------------------------------
+    # --- before the run -------------------------------------------------------------------
+    def prepare(self) -> None:
+        check_readable(Path(self.context.notebook.folder), *self.uid_gid)
+        self.client = docker_client()
+        self.reap_orphans()
+        self.resolve_images()
+
     def resolve_images(self) -> None:
         """The image of every step: --image, else the pipeline's, built now when missing or stale."""
         from docker.errors import ImageNotFound
 
+        spec = self.context.spec
         if self.requested_image:
             try:
                 image = self.client.images.get(self.requested_image)
             except ImageNotFound:
                 raise UsageError(f"image '{self.requested_image}' is not on this machine (fix: `nb2pipe build "
-                                 f"{self.nb.path} --tag {self.requested_image}`, or docker pull it)") from None
-            self.images = {s.name: self.requested_image for s in self.spec.steps}
-            self.digests = {s.name: image.id for s in self.spec.steps}
+                                 f"{self.context.notebook.path} --tag {self.requested_image}`, or docker pull "
+                                 "it)") from None
+            self.images = {s.name: self.requested_image for s in spec.steps}
+            self.digests = {s.name: image.id for s in spec.steps}
             return
         from nb2pipe.images.build import build_image
 
-        result = build_image(self.nb.path, base_image=self.base_image, log=self.build_log, spec=self.spec)
+        result = build_image(self.context.notebook.path, base_image=self.base_image, log=self.build_log, spec=spec)
         self.images = dict(result.step_images)
         ids = {tag: self.client.images.get(tag).id for tag in set(self.images.values())}
         self.digests = {step: ids[tag] for step, tag in self.images.items()}
 
-    def _image_digest(self, step: str) -> str | None:
+    def image_digest(self, step: str) -> str | None:
         return self.digests.get(step)
 
-    # --- lifecycle ------------------------------------------------------------------------
-    def run(self, parameters: dict) -> RunRecord:
-        check_readable(Path(self.nb.folder), *self.uid_gid)
-        self.reap_orphans()
-        self.resolve_images()
-        try:
-            return super().run(parameters)
-        finally:
-            self.kill_all()
-            self._reaper.shutdown(wait=True)
-
     def labels(self, step: str) -> dict[str, str]:
-        return {f"{LABEL}.run": self.run_record.id, f"{LABEL}.step": step, f"{LABEL}.store": self.store_label,
+        return {f"{LABEL}.run": self.context.run_id, f"{LABEL}.step": step, f"{LABEL}.store": self.store_label,
                 f"{LABEL}.runner": f"{socket.gethostname()}:{os.getpid()}"}
-
-    def track(self, c: StepContainer) -> None:
-        with self._live_lock:
-            self._live.add(c)
-
-    def untrack(self, c: StepContainer) -> None:
-        with self._live_lock:
-            self._live.discard(c)
-
-    def kill_all(self) -> None:
-        with self._live_lock:
-            live = list(self._live)
-        for c in live:
-            c.remove()
-        self._ready.clear()
-
-    def cancel(self, signum: int) -> None:
-        self._cancel = signum
-        threading.Thread(target=self.kill_all, daemon=True).start()
-
-    def _check_cancel(self) -> None:
-        if self._cancel is not None:
-            self.kill_all()
 
     def reap_orphans(self) -> None:
         """Remove containers that a SIGKILLed runner of this store left behind."""
@@ -285,72 +289,97 @@ class DockerRunner(LocalRunner):
             except Exception:
                 pass
 
-    # --- scheduling hooks -----------------------------------------------------------------
-    def _kernels(self, run: RunRecord):
-        if not self._executing:
-            self._executing = True
-            run_dir = self.ws.run_dir(run.id)
-            run_dir.mkdir(parents=True, exist_ok=True)
-            self.spec_file = run_dir / "pipeline.json"
-            self.spec_file.write_text(self.spec.to_json())
-            self._forced = self._forced_steps()
-        return None
+    # --- containers -----------------------------------------------------------------------
+    def track(self, c: StepContainer) -> None:
+        with self._live_lock:
+            self._live.add(c)
 
-    def _prefill(self, run: RunRecord, pending: list[str], running: dict, state) -> None:
+    def untrack(self, c: StepContainer) -> None:
+        with self._live_lock:
+            self._live.discard(c)
+
+    def kill_all(self) -> None:
+        with self._live_lock:
+            live = list(self._live)
+            self._ready.clear()
+        for c in live:
+            c.remove()
+
+    def _first_execution(self) -> None:
+        with self._live_lock:
+            if self._executing:
+                return
+            self._executing = True
+        self.spec_file.parent.mkdir(parents=True, exist_ok=True)
+        self.spec_file.write_text(self.context.spec.to_json())
+
+    def ahead(self, steps: list[ComponentSpec]) -> None:
         """Boot containers for the next steps (once a first step has needed one)."""
-        if not self._executing or self._cancel is not None:
+        if not self._executing or self._cancelled:
             return
-        budget = self.workers + 1 - len(self._ready)
-        for name in pending:
+        budget = self.context.workers + 1 - len(self._ready)
+        for comp in steps:
             if budget <= 0:
                 break
-            if name in self._ready or self._upstream_state(name, state) == "failed":
+            if comp.name in self._ready:
                 continue
-            comp = self.spec.step(name)
-            if self.opts.cache and comp.options.cache and not comp.inputs and name not in self._forced:
-                continue  # may well be a cache hit: don't boot a container it won't use
             try:
-                self._ready[name] = StepContainer(self, comp, 1)
+                box = StepContainer(self, comp, 1)
             except DockerError:
-                return  # _attempt will try again and report the error on the step
+                return  # start() will try again and report the error on the step
+            with self._live_lock:
+                self._ready[comp.name] = box
             budget -= 1
 
     # --- one attempt ----------------------------------------------------------------------
-    def _attempt(self, run: RunRecord, comp: ComponentSpec, rec: StepRecord, inputs: dict[str, ArtifactRef],
-                 pool, attempt: int) -> StepError | None:
-        if self._cancel is not None:
-            return StepError("cancelled", "run cancelled before the step started")
-        rec.image_digest = self.digests.get(comp.name)
-        box = self._ready.pop(comp.name, None) if attempt == 1 else None
+    def start(self, attempt: Attempt) -> None:
+        if self._cancelled:
+            return
+        self._first_execution()
+        comp = attempt.step
+        with self._live_lock:
+            box = self._ready.pop(comp.name, None) if attempt.number == 1 else None
         if box is None:
             try:
-                box = StepContainer(self, comp, attempt)
+                box = StepContainer(self, comp, attempt.number)
             except DockerError as exc:
-                return StepError("error", str(exc))
-        final = box.dir / "step.ipynb"
-        rec.output_notebook = str(final.relative_to(self.ws.root))
+                attempt.handle = StepError("error", str(exc))
+                return
+        objects = self.context.workspace.objects
         job = {
             "step": comp.name,
-            "parameters": self.parameters or {},
-            "inputs": {name: {"host_path": str(self.ws.objects.path(ref.sha256)), "serializer": ref.serializer,
-                              "sha256": ref.sha256} for name, ref in inputs.items()},
+            "parameters": attempt.parameters or {},
+            "inputs": {name: {"host_path": str(objects.path(ref.sha256)), "serializer": ref.serializer,
+                              "sha256": ref.sha256} for name, ref in attempt.inputs.items()},
             "work_dir": OUT,
             "cwd": NOTEBOOK,
             "timeout": comp.options.timeout,
+            "events": f"{OUT}/{EVENTS_FILE}",
         }
+        attempt.handle = box
         try:
             box.submit(job)
+        except Exception:
+            attempt.handle = None
+            self._reaper.submit(box.remove)
+            raise
+
+    def wait(self, attempt: Attempt) -> StepError | None:
+        box = attempt.handle
+        if isinstance(box, StepError):
+            return box
+        if box is None or self._cancelled:
+            return StepError("cancelled", "run cancelled before the step started")
+        comp = attempt.step
+        try:
             deadline = comp.options.timeout + GRACE + 60 if comp.options.timeout else None
-            code = box.wait(deadline)
-            error = self._outcome(comp, box, code)
+            code = box.wait(deadline, attempt.emit)
+            return self._outcome(comp, box, code)
         finally:
             self._reaper.submit(box.remove)
-        if error is not None:
-            return error
-        return self._commit_outputs(comp, rec, box.dir / "outputs")
 
     def _outcome(self, comp: ComponentSpec, box: StepContainer, code: int | None) -> StepError | None:
-        if self._cancel is not None:
+        if self._cancelled:
             return StepError("cancelled", "cancelled while running")
         if code is None:
             return StepError("timeout", f"step '{comp.name}' timed out after {comp.options.timeout} s "
@@ -368,6 +397,14 @@ class DockerRunner(LocalRunner):
         return StepError("kernel_died", f"step '{comp.name}' container exited with code {code} before "
                                         "finishing" + (": " + " | ".join(tail) if tail else ""))
 
+    def cancel(self) -> None:
+        self._cancelled = True
+        threading.Thread(target=self.kill_all, daemon=True, name="nb2pipe-cancel").start()
+
+    def close(self) -> None:
+        self.kill_all()
+        self._reaper.shutdown(wait=True)
+
 
 def _alive(pid: int) -> bool:
     try:
@@ -378,3 +415,22 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
 
+
+
+def current_image_digests(spec) -> dict[str, str]:
+    """Step -> id of the image `nb2pipe run --executor docker` would use now, for the steps whose
+    image is already built (a plan builds nothing; a missing image means those steps would run)."""
+    from nb2pipe.images.build import default_tag, step_image_tag
+
+    try:
+        client = docker_client()
+    except DockerError:
+        return {}
+    pipeline = default_tag(spec)
+    out = {}
+    for comp in spec.steps:
+        try:
+            out[comp.name] = client.images.get(step_image_tag(pipeline, comp)).id
+        except Exception:  # not built yet
+            continue
+    return out

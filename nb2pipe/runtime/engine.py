@@ -20,7 +20,38 @@ from nb2pipe.runtime.kernels import handshake
 ENGINE_NAME = "nb2pipe"
 
 
+class StepProgress:
+    """What the client sees of a step, as step events: a cell of the step's own starting, and
+    each stream message its kernel sends (stdout/stderr as the step prints)."""
+
+    def __init__(self, step_nb, emit):
+        own = [c.metadata["nb2pipe"]["source_cell"] for c in step_nb.cells
+               if "source_cell" in c.metadata.get("nb2pipe", {})]
+        self._position = {source: i for i, source in enumerate(own, 1)}
+        self._count = len(own)
+        self._emit = emit
+
+    def cell_started(self, cell, cell_index: int, **_) -> None:
+        source = cell.metadata.get("nb2pipe", {}).get("source_cell")
+        if source in self._position:
+            self._emit({"type": "cell", "cell_index": self._position[source], "cells": self._count,
+                        "source_cell": source, "cell_id": cell.get("id")})
+
+    def message(self, msg: dict) -> None:
+        if msg.get("msg_type") == "stream":
+            content = msg.get("content") or {}
+            self._emit({"type": "output", "stream": content.get("name", "stdout"), "text": content.get("text", "")})
+
+
 class StepClient(PapermillNotebookClient):
+    step_progress: StepProgress | None = None
+
+    def process_message(self, msg, cell, cell_index):
+        output = super().process_message(msg, cell, cell_index)
+        if self.step_progress is not None:
+            self.step_progress.message(msg)
+        return output
+
     async def async_start_new_kernel_client(self):
         assert self.km is not None
         self.kc = self.km.client()
@@ -41,7 +72,8 @@ class StepClient(PapermillNotebookClient):
 class StepEngine(NBClientEngine):
     @classmethod
     def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None,
-                                 stderr_file=None, start_timeout=60, execution_timeout=None, **kwargs):
+                                 stderr_file=None, start_timeout=60, execution_timeout=None, step_progress=None,
+                                 **kwargs):
         kwargs = remove_args(["input_path"], **kwargs)
         safe_kwargs = remove_args(["timeout", "startup_timeout"], **kwargs)
         final_kwargs = merge_kwargs(
@@ -54,7 +86,10 @@ class StepEngine(NBClientEngine):
             stdout_file=stdout_file,
             stderr_file=stderr_file,
         )
+        if step_progress is not None:
+            final_kwargs["on_cell_start"] = step_progress.cell_started
         client = StepClient(nb_man, **final_kwargs)
+        client.step_progress = step_progress
         try:
             return client.execute()
         finally:

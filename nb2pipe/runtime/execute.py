@@ -21,11 +21,18 @@ from nb2pipe.model.records import StepError
 
 def execute_step(comp, step_nb, partial: Path, final: Path, out_dir: Path, km, *, kernel_name: str,
                  parameters: dict | None, timeout: float | None, start_timeout: float = 60,
-                 log_output: bool = False, cancelled: Callable[[], bool] = lambda: False) -> StepError | None:
-    """Run `step_nb` in the started kernel `km`; None when the step succeeded."""
+                 log_output: bool = False, cancelled: Callable[[], bool] = lambda: False,
+                 on_event: Callable[[dict], None] | None = None) -> StepError | None:
+    """Run `step_nb` in the started kernel `km`; None when the step succeeded.
+
+    `on_event` receives a ``cell`` event as each of the step's own cells starts and an ``output``
+    event for each stream message the kernel sends (see execution/events.py for the schema).
+    """
     import nbformat
     import papermill
     from papermill.exceptions import PapermillExecutionError
+
+    from nb2pipe.runtime.engine import StepProgress
 
     from nb2pipe.runtime.engine import ENGINE_NAME
     from nb2pipe.runtime.failures import cell_error, early_exit, last_started_cell
@@ -48,6 +55,7 @@ def execute_step(comp, step_nb, partial: Path, final: Path, out_dir: Path, km, *
             step_nb, str(partial), parameters=parameters or None, kernel_name=kernel_name, km=km,
             engine_name=ENGINE_NAME, progress_bar=False, log_output=log_output, execution_timeout=timeout,
             start_timeout=start_timeout, request_save_on_cell_execute=False, autosave_cell_every=30,
+            step_progress=StepProgress(step_nb, on_event) if on_event is not None else None,
         )
     except PapermillExecutionError as exc:
         error = cell_error(partial, exc)
@@ -67,14 +75,18 @@ def execute_step(comp, step_nb, partial: Path, final: Path, out_dir: Path, km, *
 
 
 def _died(exc: Exception, comp, timeout, timed_out: bool, cancelled: bool) -> StepError:
-    name = type(exc).__name__
+    """An execution that ended without a cell error: classified by the exception's type."""
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+    from nb2pipe.runtime.kernels import KernelStartError
+
     if cancelled:
         return StepError("cancelled", "cancelled while running")
-    if timed_out or name == "CellTimeoutError":
+    if timed_out or isinstance(exc, CellTimeoutError):
         return StepError("timeout", f"step '{comp.name}' timed out after {timeout} s")
-    if name == "DeadKernelError" or "died" in str(exc).lower():
+    if isinstance(exc, (DeadKernelError, KernelStartError)):
         return StepError("kernel_died", f"kernel died while running step '{comp.name}'")
-    return StepError("error", f"{name}: {exc}")
+    return StepError("error", f"{type(exc).__name__}: {exc}")
 
 
 def publish(partial: Path, final: Path) -> None:

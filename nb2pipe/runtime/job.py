@@ -11,7 +11,8 @@ starts step containers ahead of need, so a step does not pay for interpreter and
 The job file (JSON) says what to run:
     {"step": "train", "parameters": {...}, "inputs": {name: {"path", "serializer", "sha256"}},
      "work_dir": "/nb2pipe/out", "cwd": "/nb2pipe/notebook" (optional), "timeout": 600 (optional),
-     "log_output": false (optional)}
+     "log_output": false (optional), "events": "/nb2pipe/out/events.jsonl" (optional: where to
+     append the step's cell and output events as JSON lines)}
 
 Into `work_dir` (the only folder it writes) it puts `outputs/` (artifacts, manifest.json,
 metrics.json, done.json), `step.ipynb` (the executed step notebook, written atomically at the
@@ -25,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 
 from nb2pipe.errors import ExitCode, Nb2pipeError
@@ -113,13 +115,36 @@ def _execute(spec, comp, job: dict, work: str, out_dir: str, pool):
         km = pool.acquire()
     except KernelStartError as exc:
         return StepError("kernel_died", str(exc))
+    events = EventFile(job["events"]) if job.get("events") else None
     try:
         return execute_step(comp, step_nb, Path(work) / "step.partial.ipynb", Path(work) / "step.ipynb", Path(out_dir),
                             km, kernel_name=KERNEL_NAME, parameters=job.get("parameters"),
                             timeout=job.get("timeout") or comp.options.timeout,
-                            log_output=bool(job.get("log_output")))
+                            log_output=bool(job.get("log_output")), on_event=events.write if events else None)
     finally:
         pool.discard(km)
+        if events is not None:
+            events.close()
+
+
+class EventFile:
+    """The step's cell and output events as JSON lines, each flushed at once: the docker
+    executor follows this file to show the step live."""
+
+    def __init__(self, path: str):
+        self._f = open(path, "a", encoding="utf-8")
+        self._lock = threading.Lock()
+
+    def write(self, event: dict) -> None:
+        line = json.dumps(event, allow_nan=False, default=str) + "\n"
+        with self._lock:
+            if not self._f.closed:
+                self._f.write(line)
+                self._f.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            self._f.close()
 
 
 def wait_for(path: str, poll: float = 0.005) -> None:

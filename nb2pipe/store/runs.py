@@ -570,6 +570,23 @@ class RunStore:
             ref.producer_step = ref.producer_step or step_name
         return outputs
 
+    def last_execution(self, notebook_sha_or_path: str, step_name: str) -> tuple[StepRecord, dict] | None:
+        """The newest record of a step of this notebook that executed and succeeded (not a cache
+        hit), with its run's environment: what a cache miss is explained against."""
+        where, args = self._notebook_filter(notebook_sha_or_path, alias="r")
+        with self._read() as c:
+            row = c.execute(
+                "SELECT s.run_id, r.environment FROM steps s JOIN runs r ON r.id = s.run_id "
+                f"WHERE s.name = ? AND s.status = ? AND {where} "
+                "ORDER BY r.started DESC, r.id DESC LIMIT 1",
+                (step_name, Status.SUCCEEDED.value, *args),
+            ).fetchone()
+            if row is None:
+                return None
+            step = self._load_steps(c, row[0], name=step_name)[0]
+        step.cached_from = row[0]  # the run it executed in
+        return step, json.loads(row[1] or "{}")
+
     def find_artifact(
         self, name: str, run_id: str | None = None, notebook: str | None = None
     ) -> ArtifactRef:
