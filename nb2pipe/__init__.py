@@ -1,30 +1,51 @@
 """nb2pipe: tagged notebook cells -> a cached, parallel DAG of papermill steps -> Kubeflow Pipelines.
 
-The public API is imported lazily so that `import nb2pipe` (and the CLI's no-op paths) stay fast.
+    run = nb2pipe.start("train.ipynb", parameters={"n_estimators": 300})
+    for event in run.events():      # run, step, cell and output events (JSON-serializable dicts)
+        ...
+    record = run.wait()             # the RunRecord; nb2pipe.run(...) is start + wait
+
+The public API is imported lazily so that `import nb2pipe` (and the CLI's cached path) stays
+fast; `dir(nb2pipe)` and tab completion still show all of it.
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "compile_notebook", "PipelineSpec", "ComponentSpec", "run", "load"]
+# name -> module it lives in
+_PUBLIC = {
+    "start": "nb2pipe.api",
+    "run": "nb2pipe.api",
+    "plan": "nb2pipe.api",
+    "load": "nb2pipe.api",
+    "compile_notebook": "nb2pipe.compile.compiler",
+    "check_notebook": "nb2pipe.compile.compiler",
+    "PipelineSpec": "nb2pipe.model.spec",
+    "ComponentSpec": "nb2pipe.model.spec",
+    "ParameterSpec": "nb2pipe.model.spec",
+    "RunRecord": "nb2pipe.model.records",
+    "StepRecord": "nb2pipe.model.records",
+    "Run": "nb2pipe.execution.run",
+    "Plan": "nb2pipe.execution.plan",
+    "Nb2pipeError": "nb2pipe.errors",
+    "errors": None,  # the module itself
+}
+
+__all__ = ["__version__", *_PUBLIC]
 
 
 def __getattr__(name: str):
-    if name == "compile_notebook":
-        from nb2pipe.compile.compiler import compile_notebook
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'nb2pipe' has no attribute {name!r}")
+    import importlib
 
-        return compile_notebook
-    if name in ("PipelineSpec", "ComponentSpec", "ParameterSpec"):
-        from nb2pipe.model import spec
+    if _PUBLIC[name] is None:
+        return importlib.import_module(f"nb2pipe.{name}")
+    value = getattr(importlib.import_module(_PUBLIC[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
 
-        return getattr(spec, name)
-    if name == "run":
-        from nb2pipe.api import run
 
-        return run
-    if name == "load":
-        from nb2pipe.api import load
-
-        return load
-    raise AttributeError(f"module 'nb2pipe' has no attribute {name!r}")
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))

@@ -9,7 +9,8 @@ artifact. Per attempt the container gets:
 * the notebook's folder, read-only, as its working directory (steps read data files relative to
   the notebook, as in a local run), and the run's pipeline spec, read-only;
 * the invoking user's uid (for root: the notebook folder's owner, or `nobody`; never root), `cpu:`/`memory:` as
-  container limits, labels naming the run, step and store, and no host environment variables.
+  container limits, labels naming the run, step and store, and no host environment variables but
+  the BLAS/OpenMP tuning ones (NUMERIC_ENV), which change floating-point results.
 
 Containers start ahead of need, like the local executor's kernels: a container boots Python and
 its kernel, then waits for its job file (`step_runtime --wait`), so a step does not pay for the
@@ -43,6 +44,11 @@ LABEL = "org.nb2pipe"
 IN, OUT, NOTEBOOK, SPEC = "/nb2pipe/in", "/nb2pipe/out", "/nb2pipe/notebook", "/nb2pipe/pipeline.json"
 NOBODY = 65534
 EVENTS_FILE = "events.jsonl"  # cell and output events, one JSON object a line, appended by the step
+# The only host variables a step container gets: they pick the BLAS/OpenMP kernels and threads,
+# which change floating-point results, so without them a step in a container would not give the
+# artifacts it gives on this machine. None is a secret.
+NUMERIC_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+               "MKL_NUM_THREADS", "MKL_CBWR")
 GRACE = 30.0  # seconds past a step's own timeout before the container itself is killed
 
 
@@ -107,7 +113,8 @@ class StepContainer:
                          str(self.inputs_dir): {"bind": IN, "mode": "ro"},
                          str(ctx.notebook.folder): {"bind": NOTEBOOK, "mode": "ro"},
                          str(executor.spec_file): {"bind": SPEC, "mode": "ro"}},
-                environment={"NB2PIPE_FORK_KERNELS": "0"}, detach=True, **limits)
+                environment={"NB2PIPE_FORK_KERNELS": "0", **{k: os.environ[k] for k in NUMERIC_ENV if k in os.environ}},
+                detach=True, **limits)
             executor.track(self)
             self.container.start()
         except Exception as exc:

@@ -62,7 +62,8 @@ def make_plan(nb: Notebook, spec: PipelineSpec, parameters: dict, root: Path, *,
     selected, forced = select_steps(spec, list(steps or []), from_step)
     order = [n for n in graph_of(spec).order() if n in set(selected)]
     if not (Path(root) / "runs.db").exists():  # no store yet: a plan never creates one
-        return Plan(nb.path, executor, [_run(n, "never run") for n in order])
+        return Plan(nb.path, executor, [_run(n, _forced_or_off(spec.step(n), forced, from_step, cache) or "never run")
+                                        for n in order])
     from nb2pipe.artifacts import values as artifacts
     from nb2pipe.store.environment import fingerprint
     from nb2pipe.store.workspace import Workspace
@@ -73,6 +74,17 @@ def make_plan(nb: Notebook, spec: PipelineSpec, parameters: dict, root: Path, *,
         env = fingerprint(ws.root)
         planner = _Planner(nb, spec, ws, parameters, env, serializers, digests, cache, forced, from_step, set(selected))
         return Plan(nb.path, executor, [planner.step(name) for name in order])
+
+
+def _forced_or_off(comp: ComponentSpec, forced: set[str], from_step: str | None, cache: bool) -> str | None:
+    """Why a step executes whatever the store holds, if it does."""
+    if comp.name in forced:
+        return f"--from {from_step}" if from_step else "--step"
+    if not cache:
+        return "cache off (--no-cache)"
+    if not comp.options.cache:
+        return "cache off (cache:off tag)"
+    return None
 
 
 def _run(step: str, *reasons: str, key: str | None = None) -> StepPlan:
@@ -94,12 +106,9 @@ class _Planner:
 
     def _decide(self, comp: ComponentSpec) -> StepPlan:
         name = comp.name
-        if name in self.forced:
-            return _run(name, f"--from {self.from_step}" if self.from_step else "--step")
-        if not self.cache:
-            return _run(name, "cache off (--no-cache)")
-        if not comp.options.cache:
-            return _run(name, "cache off (cache:off tag)")
+        always = _forced_or_off(comp, self.forced, self.from_step, self.cache)
+        if always:
+            return _run(name, always)
         inputs, upstream_runs = {}, []
         for inp in comp.inputs:
             produced = self._produced(inp.producer)

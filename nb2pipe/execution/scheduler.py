@@ -327,7 +327,7 @@ class Scheduler:
                  attempt_dir: Path) -> StepError | None:
         if self.cancelled:
             return StepError("cancelled", "run cancelled before the step started")
-        (attempt_dir / "outputs").mkdir(parents=True, exist_ok=True)
+        attempt_dir.mkdir(parents=True, exist_ok=True)  # outputs/ is the executor's: a container writes it
         with StepLog(attempt_dir / LOG_NAME) as log:
             attempt = Attempt(step=comp, number=number, inputs=inputs, parameters=self.parameters, dir=attempt_dir,
                               emit=self._emitter(comp.name, number, log), cancelled=lambda: self.cancelled)

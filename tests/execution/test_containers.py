@@ -248,7 +248,8 @@ def test_no_daemon_is_one_line_exit_2(tmp_path):
 
 def test_runtime_entry_point_is_lean():
     """The in-image runtime must not drag in docker, kfp or the run store."""
-    code = ("import sys, nb2pipe.step_runtime as r; r.load_spec; "
+    code = ("import sys, nb2pipe.step_runtime, nb2pipe.runtime.job, nb2pipe.runtime.kfp_executor, "
+            "nb2pipe.runtime.execute, nb2pipe.runtime.engine; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('docker', 'kfp', 'sqlite3', 'rich')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -1,0 +1,337 @@
+"""The run handle with real kernels: nb2pipe.start, events, subscribe, per-run cancel, wait, logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+import nb2pipe
+from nb2pipe.execution.run import RunTimeout
+from nb2pipe.model.records import RunStatus, Status
+from nb2pipe.store.runs import RunStore
+from nbbuild import by_name, cli, make_nb, start_cli, statuses
+
+pytestmark = pytest.mark.kernel
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below `pid` (kernels, the fork server), read from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] in (b"Z", b"X"):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    out, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.add(child)
+            todo.append(child)
+    return out
+
+
+def wait_until(predicate, timeout: float = 60.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+PRINTS = [
+    ("step:make", "x = 2\nprint('made', x)"),
+    ("step:train", "import sys, time\nfor epoch in range(3):\n    print('epoch', epoch)\n    time.sleep(0.1)"),
+    (None, "print('to stderr', file=sys.stderr)\ny = x * 10"),
+    ("step:report", "z = y + 1\nprint('z is', z)"),
+]
+
+
+def test_events_tell_the_whole_run_in_order(tmp_path):
+    nb = make_nb(tmp_path, PRINTS)
+    run = nb2pipe.start(nb, store=tmp_path / "store", workers=1)
+    assert run.id and isinstance(run.id, str)
+    events = list(run.events(timeout=120))
+    record = run.wait()
+    assert record.status == RunStatus.SUCCEEDED and record.id == run.id
+    json.dumps(events, allow_nan=False)  # plain, strict JSON
+    assert all(e["id"] == run.id and "time" in e for e in events)
+    assert events[0]["type"] == "run" and events[0]["status"] == "running"
+    assert events[0]["steps"] == ["make", "train", "report"]
+    assert events[-1]["type"] == "run" and events[-1]["status"] == "succeeded" and events[-1]["exit_code"] == 0
+    for step in ("make", "train", "report"):
+        states = [e["status"] for e in events if e["type"] == "step" and e["step"] == step]
+        assert states == ["queued", "running", "succeeded"], (step, states)
+    # Cells of train: its two own cells, counted within the step, with their notebook position.
+    cells = [e for e in events if e["type"] == "cell" and e["step"] == "train"]
+    assert [(c["cell_index"], c["cells"], c["source_cell"], c["cell_id"]) for c in cells] == [
+        (1, 2, 2, "c2"), (2, 2, 3, "c3")]
+    out = "".join(e["text"] for e in events if e["type"] == "output" and e["step"] == "train"
+                  and e["stream"] == "stdout")
+    assert out == "epoch 0\nepoch 1\nepoch 2\n"
+    err = [e for e in events if e["type"] == "output" and e["stream"] == "stderr"]
+    assert [e["step"] for e in err] == ["train"] and err[0]["text"] == "to stderr\n"
+    # A step's output comes after it started running and before it ended.
+    kinds = [(e["type"], e.get("step"), e.get("status")) for e in events]
+    first_out = next(i for i, e in enumerate(events) if e["type"] == "output" and e["step"] == "train")
+    assert kinds.index(("step", "train", "running")) < first_out < kinds.index(("step", "train", "succeeded"))
+    # What a step printed is kept in the store, per attempt, and `logs` prints it.
+    log = tmp_path / "store" / "runs" / run.id / "train" / "attempt-1" / "output.log"
+    assert log.read_text() == "epoch 0\nepoch 1\nepoch 2\nto stderr\n"
+    shown = cli("logs", run.id[:12], "train", "--store", tmp_path / "store")
+    assert shown.returncode == 0 and shown.stdout == log.read_text()
+
+
+def test_subscribe_sees_what_events_sees_and_a_late_subscriber_gets_the_history(tmp_path):
+    nb = make_nb(tmp_path, PRINTS[:1])
+    run = nb2pipe.start(nb, store=tmp_path / "store")
+    live: list[dict] = []
+    run.subscribe(live.append)
+    record = run.wait()
+    late: list[dict] = []
+    run.subscribe(late.append)
+    assert live == late == list(run.events())
+    assert [e["status"] for e in live if e["type"] == "run"] == ["running", "succeeded"]
+    assert record.step("make").status == Status.SUCCEEDED
+    assert run.record().to_dict() == record.to_dict() and run.done()
+
+
+def test_two_runs_in_one_process_cancel_one_mid_step_the_other_goes_on(tmp_path):
+    slow = make_nb(tmp_path / "a", [
+        ("step:first", "x = 1"),
+        ("step:sleepy", "import time\nprint('sleeping', flush=True)\ntime.sleep(60)\ny = x"),
+        ("step:after", "z = y"),
+    ])
+    other = make_nb(tmp_path / "b", [
+        ("step:one", "import time\ntime.sleep(1.5)\na = 1"),
+        ("step:two", "b = a + 1"),
+    ])
+    before = descendants(os.getpid())
+    doomed = nb2pipe.start(slow, store=tmp_path / "store-a", workers=1)
+    keeper = nb2pipe.start(other, store=tmp_path / "store-b", workers=1)
+    wait_until(lambda: any(e["type"] == "output" and e["step"] == "sleepy" for e in doomed.events(timeout=0)),
+               what="the sleepy step to print")
+    doomed.cancel()
+    cancelled = doomed.wait(timeout=30)
+    assert cancelled.status == RunStatus.CANCELLED and cancelled.exit_code == 130
+    assert statuses(cancelled) == {"first": "succeeded", "sleepy": "failed", "after": "skipped"}
+    assert cancelled.step("sleepy").error.reason == "cancelled"
+    assert cancelled.step("after").error.reason == "cancelled"
+    states = {e["step"]: e["status"] for e in doomed.events() if e["type"] == "step"}
+    assert states == {"first": "succeeded", "sleepy": "cancelled", "after": "cancelled"}
+    with RunStore(tmp_path / "store-a") as rs:
+        assert rs.get_run(doomed.id).status == RunStatus.CANCELLED
+    # The other run was not touched: it finishes as it would alone.
+    assert not keeper.done() or keeper.record().status != RunStatus.CANCELLED
+    kept = keeper.wait(timeout=120)
+    assert kept.status == RunStatus.SUCCEEDED and statuses(kept) == {"one": "succeeded", "two": "succeeded"}
+    # No kernel (nor fork server) of either run is left.
+    wait_until(lambda: descendants(os.getpid()) <= before, timeout=20, what="kernels to exit")
+
+
+def test_wait_with_a_timeout_and_cancel_before_any_step(tmp_path):
+    nb = make_nb(tmp_path, [("step:s", "import time\ntime.sleep(30)")])
+    run = nb2pipe.start(nb, store=tmp_path / "store")
+    with pytest.raises(RunTimeout) as caught:
+        run.wait(timeout=0.2)
+    assert isinstance(caught.value, TimeoutError) and isinstance(caught.value, nb2pipe.errors.Nb2pipeError)
+    run.cancel()
+    run.cancel()  # twice is harmless
+    record = run.wait(timeout=30)
+    assert record.status == RunStatus.CANCELLED
+
+
+def test_bad_input_raises_from_start_before_anything_runs(tmp_path):
+    from nb2pipe.errors import UsageError
+
+    nb = make_nb(tmp_path, PRINTS)
+    with pytest.raises(UsageError, match="unknown step 'trian'; did you mean 'train'"):
+        nb2pipe.start(nb, store=tmp_path / "store", steps=["trian"])
+    with pytest.raises(UsageError, match="unknown executor"):
+        nb2pipe.start(nb, store=tmp_path / "store", executor="nowhere")
+    with RunStore(tmp_path / "store") as rs:
+        assert rs.list_runs() == []
+
+
+def test_a_failed_step_event_carries_its_error_and_retries_are_attempts(tmp_path):
+    nb = make_nb(tmp_path, [
+        ("step:flaky retries:1", "import os\nflag = 'tried'\nif not os.path.exists(flag):\n"
+                                  "    open(flag, 'w').close()\n    raise RuntimeError('first time')\nok = 1"),
+        ("step:bad", "raise ValueError('nope')"),
+    ])
+    run = nb2pipe.start(nb, store=tmp_path / "store", workers=1)
+    record = run.wait()
+    events = [e for e in run.events() if e["type"] == "step"]
+    flaky = [(e["status"], e["attempt"]) for e in events if e["step"] == "flaky"]
+    assert flaky == [("queued", 0), ("running", 1), ("running", 2), ("succeeded", 2)]
+    retry = [e for e in events if e["step"] == "flaky" and e["attempt"] == 2 and e["status"] == "running"][0]
+    assert "first time" in retry["error"]["message"]  # why it is retried
+    bad = [e for e in events if e["step"] == "bad"][-1]
+    assert bad["status"] == "failed" and bad["error"]["ename"] == "ValueError" and bad["error"]["cell_index"] == 2
+    assert record.exit_code == 1
+    # Each attempt has its own log.
+    first = cli("logs", run.id, "flaky", "--attempt", "1", "--store", tmp_path / "store")
+    assert first.returncode == 0 and "RuntimeError" not in first.stdout  # tracebacks are not stdout
+    missing = cli("logs", run.id, "flaky", "--attempt", "3", "--store", tmp_path / "store")
+    assert missing.returncode == 2 and "has 2 attempt(s)" in missing.stderr
+
+
+def test_cli_events_are_json_lines_on_stdout(tmp_path):
+    nb = make_nb(tmp_path, PRINTS)
+    proc = cli("run", nb, "--store", tmp_path / "store", "--events")
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert events[0]["type"] == "run" and events[-1] == {**events[-1], "type": "run", "status": "succeeded"}
+    assert {e["type"] for e in events} == {"run", "step", "cell", "output"}
+    assert len({e["id"] for e in events}) == 1
+
+
+def test_cli_events_of_a_terminated_worker_end_with_cancelled(tmp_path):
+    import signal
+
+    nb = make_nb(tmp_path, [("step:slow", "import time\nprint('go', flush=True)\ntime.sleep(60)")])
+    proc = start_cli("run", nb, "--store", tmp_path / "store", "--events")
+    lines = []
+    for line in proc.stdout:
+        lines.append(json.loads(line))
+        if lines[-1]["type"] == "output":
+            proc.send_signal(signal.SIGTERM)
+            break
+    rest, _ = proc.communicate(timeout=60)
+    lines += [json.loads(line) for line in rest.splitlines()]
+    assert proc.returncode == 143
+    assert lines[-1]["type"] == "run" and lines[-1]["status"] == "cancelled" and lines[-1]["exit_code"] == 143
+    assert [e["status"] for e in lines if e["type"] == "step"][-1] == "cancelled"
+
+
+def test_logs_follow_a_running_step_until_it_ends(tmp_path):
+    nb = make_nb(tmp_path, [("step:ticker", "import time\nfor i in range(5):\n    print('tick', i, flush=True)\n"
+                                           "    time.sleep(0.4)")])
+    run = nb2pipe.start(nb, store=tmp_path / "store")
+    wait_until(lambda: any(e["type"] == "output" for e in run.events(timeout=0)), what="the first tick")
+    follower = start_cli("logs", run.id, "ticker", "-f", "--store", tmp_path / "store")
+    out, err = follower.communicate(timeout=60)
+    assert follower.returncode == 0, err
+    assert out == "".join(f"tick {i}\n" for i in range(5))
+    assert run.wait().status == RunStatus.SUCCEEDED
+
+
+def test_a_cached_step_shows_the_log_of_the_run_that_made_it(tmp_path):
+    nb = make_nb(tmp_path, PRINTS[:1])
+    first = nb2pipe.run(nb, store=tmp_path / "store")
+    second = nb2pipe.run(nb, store=tmp_path / "store")
+    assert by_name(second)["make"].status == Status.CACHED
+    shown = cli("logs", "latest", "make", "--store", tmp_path / "store")
+    assert shown.returncode == 0 and shown.stdout == "made 2\n"
+    assert first.id != second.id
+
+
+def test_log_output_prefixes_each_line_with_its_step(tmp_path):
+    nb = make_nb(tmp_path, PRINTS)
+    proc = cli("run", nb, "--store", tmp_path / "store", "--log-output", "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert "[make] made 2" in lines and "[train] epoch 2" in lines and "[train] to stderr" in lines
+    assert "[report] z is 21" in lines
+    quiet = cli("run", nb, "--store", tmp_path / "store2")
+    assert "[train] epoch" not in quiet.stderr
+
+
+def test_live_table_shows_the_running_cell_and_a_moving_timer():
+    from rich.console import Console
+
+    from nb2pipe.cli.progress import LiveProgress
+
+    console = Console(record=True, width=80, force_terminal=True)
+    progress = LiveProgress(["a", "b"], console=console)
+    now = time.time()
+    progress({"type": "step", "id": "r", "time": now - 2.0, "step": "a", "status": "running", "attempt": 1,
+              "duration": None, "cached": False, "error": None})
+    progress({"type": "cell", "id": "r", "time": now, "step": "a", "attempt": 1, "cell_index": 3, "cells": 7,
+              "source_cell": 9, "cell_id": "x"})
+    console.print(progress._table())
+    text = console.export_text()
+    row = next(line for line in text.splitlines() if line.startswith("a "))
+    assert "running" in row and "cell 3/7" in row
+    seconds = float(row.split("running")[1].split("s")[0])
+    assert 1.9 <= seconds < 10
+    assert "queued" in next(line for line in text.splitlines() if line.startswith("b "))
+
+
+def test_plan_says_why_each_step_would_run(tmp_path):
+    from nbbuild import build
+
+    import nbformat
+
+    cells = [
+        ("parameters", "n = 3\nscale = 2.0"),
+        ("step:load", "data = list(range(n))"),
+        ("step:double", "doubled = [d * scale for d in data]"),
+        ("step:total cache:off", "total = sum(doubled)"),
+    ]
+    nb = make_nb(tmp_path, cells)
+    store = tmp_path / "store"
+    fresh = nb2pipe.plan(nb, store=store)
+    assert [(s.step, s.action, s.reason) for s in fresh.steps] == [
+        ("load", "run", "never run"), ("double", "run", "never run"), ("total", "run", "cache off (cache:off tag)")]
+    assert not store.exists()  # a plan creates no store
+    record = nb2pipe.run(nb, store=store)
+    assert record.status == RunStatus.SUCCEEDED
+    same = nb2pipe.plan(nb, store=store)
+    assert [(s.step, s.action) for s in same.steps] == [("load", "cached"), ("double", "cached"), ("total", "run")]
+    assert same.step("load").reason == f"unchanged since run {record.id}"
+    param = nb2pipe.plan(nb, {"scale": 3.0}, store=store)
+    assert [(s.step, s.action, s.reason) for s in param.steps][:2] == [
+        ("load", "cached", f"unchanged since run {record.id}"), ("double", "run", "parameter scale changed")]
+    upstream = nb2pipe.plan(nb, {"n": 4}, store=store)
+    assert upstream.step("load").reason == "parameter n changed"
+    assert upstream.step("double").reason == "upstream load runs first"
+    assert nb2pipe.plan(nb, store=store, cache=False).step("load").reason == "cache off (--no-cache)"
+    assert nb2pipe.plan(nb, store=store, from_step="double").step("double").reason == "--from double"
+    # The input of `double` changes when `load` ran with other parameters in a --step run.
+    assert nb2pipe.run(nb, {"n": 5}, store=store, steps=["load"]).status == RunStatus.SUCCEEDED
+    changed = nb2pipe.plan(nb, {"n": 5}, store=store)
+    assert [(s.step, s.action) for s in changed.steps][:2] == [("load", "cached"), ("double", "run")]
+    assert changed.step("double").reason == "input data changed"
+    assert nb2pipe.plan(nb, store=store, steps=["double"]).step("double").reason == "--step"
+    # Editing a step's code.
+    edited = build(cells)
+    edited.cells[2].source = "doubled = [d * scale * 1 for d in data]"
+    nb.write_text(nbformat.writes(edited))
+    code = nb2pipe.plan(nb, store=store)
+    assert code.step("double").reason == "code changed" and code.step("load").action == "cached"
+    # The CLI renders the same plan; `run --dry-run` too, and neither runs anything.
+    shown = cli("status", nb, "--store", store, "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["steps"][1] == {**json.loads(shown.stdout)["steps"][1], "reason": "code changed"}
+    dry = cli("run", nb, "--store", store, "--dry-run")
+    assert dry.returncode == 0 and "code changed" in dry.stdout and "nothing was run" in dry.stdout
+    with RunStore(store) as rs:
+        assert len(rs.list_runs()) == 2
+
+
+def test_prepare_failure_ends_the_run_and_wait_raises(tmp_path):
+    from nb2pipe.errors import UsageError
+
+    nb = make_nb(tmp_path, PRINTS[:1])
+    text = nb.read_text().replace('"name": "python3"', '"name": "no-such-kernel"')
+    nb.write_text(text)
+    run = nb2pipe.start(nb, store=tmp_path / "store")
+    with pytest.raises(UsageError, match="kernel 'no-such-kernel' is not installed"):
+        run.wait(timeout=30)
+    events = list(run.events())
+    assert events[-1]["type"] == "run" and events[-1]["status"] == "failed" and events[-1]["exit_code"] == 2
+    with RunStore(tmp_path / "store") as rs:
+        assert rs.list_runs() == []  # nothing recorded for a run that could not start
+    assert not Path(tmp_path / "store" / "runs" / run.id).exists()
