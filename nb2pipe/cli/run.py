@@ -106,6 +106,8 @@ def run(notebook, params, params_file, params_yaml, store, no_cache, steps, from
                            from_step=from_step, executor=executor, fail_fast=fail_fast, strict=strict, image=image,
                            base_image=base_image, build_log=None if quiet else lambda line: click.echo(line, err=True),
                            _text_parameters=text_names, _checked=(nb, checked))
+        if not quiet:
+            _say_reused(handle, checked.spec)
         handle.subscribe(_print_event if as_events else progress)
         record = handle.wait()
     if as_json:
@@ -113,6 +115,16 @@ def run(notebook, params, params_file, params_yaml, store, no_cache, steps, from
     elif not as_events:
         _summary(record)
     sys.exit(record.exit_code or 0)
+
+
+def _say_reused(handle, spec) -> None:
+    """--step: which run's artifacts the steps take, and what they were made with."""
+    for producer, source in handle.reused.items():
+        users = [s.name for s in spec.steps if s.name in handle.record().step_names()
+                 and any(i.producer == producer for i in s.inputs)]
+        made = ", ".join(f"{k}={v!r}" for k, v in source["parameters"].items())
+        click.echo(f"{', '.join(users)} reuses the outputs of {producer} from run {source['run']}"
+                   + (f" ({made})" if made else ""), err=True)
 
 
 def _print_event(event: dict) -> None:

@@ -3,8 +3,9 @@
 Every event has a ``type``, the run ``id`` and ``time`` (epoch seconds). The schema (also in
 README.md, "Run events"):
 
-* ``{"type": "run", "status": "running", "notebook", "steps": [...], "executor"}`` when the run
-  starts, and ``{"type": "run", "status": "succeeded|failed|cancelled", "exit_code", "reason",
+* ``{"type": "run", "status": "running", "notebook", "steps": [...], "executor", "parameters",
+  "reused": {step: {"run", "parameters"}}}`` when the run starts (``reused``: with ``--step``, the
+  upstream steps whose stored outputs it takes, from which run, made with which parameters), and ``{"type": "run", "status": "succeeded|failed|cancelled", "exit_code", "reason",
   "duration", "metrics": [...]}`` when it ends (always the last event of a run);
 * ``{"type": "step", "step", "status", "attempt", "duration", "cached", "error"}`` on every state
   change of a step: ``queued`` (at run start), ``running`` (each attempt), then one of
@@ -130,9 +131,10 @@ def step_event(rec: StepRecord, status: str | None = None) -> dict:
             "error": rec.error.to_dict() if rec.error is not None else None}
 
 
-def run_started_event(run: RunRecord) -> dict:
+def run_started_event(run: RunRecord, reused: dict[str, dict] | None = None) -> dict:
     return {"type": "run", "status": "running", "notebook": run.notebook, "steps": [s.name for s in run.steps],
-            "executor": run.environment.get("executor"), "parameters": dict(run.parameters)}
+            "executor": run.environment.get("executor"), "parameters": dict(run.parameters),
+            "reused": {step: dict(r) for step, r in (reused or {}).items()}}
 
 
 def run_ended_event(run: RunRecord) -> dict:

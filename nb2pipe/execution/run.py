@@ -72,6 +72,11 @@ class Run:
 
     # --- state -----------------------------------------------------------------------------
     @property
+    def reused(self) -> dict[str, dict]:
+        """With `steps=`: upstream step -> {"run", "parameters"} of the stored outputs it reuses."""
+        return {step: dict(r) for step, r in self._scheduler.reused.items()}
+
+    @property
     def status(self) -> str:
         if self._result is not None:
             return self._result.status.value

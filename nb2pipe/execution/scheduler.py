@@ -102,6 +102,8 @@ class Scheduler:
         self.graph = graph_of(spec)
         self.workers = executor.context.workers
         self.selected, self.forced = select_steps(spec, options.steps, options.from_step)
+        # --step: producer -> {"run": id, "parameters": {...}} of the stored outputs it reuses
+        self.reused: dict[str, dict] = {}
         self.available = self._reused_upstream_outputs(self.selected)
         env = runtime_info(workspace.root, notebook.folder, spec.kernel_name, executor=executor.name)
         self.env_fingerprint = env["env_fingerprint"]
@@ -109,7 +111,7 @@ class Scheduler:
         self.record = RunRecord(
             id=run_id, notebook=notebook.path, notebook_sha256=notebook.sha256, spec_hash=spec.spec_hash,
             status=RunStatus.RUNNING, started=time.time(),
-            parameters={k: _jsonable(v) for k, v in parameters.items()},
+            parameters=self._effective_parameters(parameters),
             steps=[StepRecord(name=s) for s in self.selected], environment=env,
         )
         self._cancel: int | None = None  # the signal number that cancelled the run (0: the API)
@@ -120,7 +122,7 @@ class Scheduler:
     def run(self) -> RunRecord:
         run = self.record
         self.ws.runs.create_run(run)
-        self.bus.emit(run_started_event(run))
+        self.bus.emit(run_started_event(run, self.reused))
         for rec in run.steps:
             self.bus.emit(step_event(rec, "queued"))
         try:
@@ -153,7 +155,37 @@ class Scheduler:
                     raise UsageError(f"step '{name}' needs outputs of '{inp.producer}', which has never "
                                      f"run successfully; run the pipeline once (or add --step {inp.producer})")
                 available[inp.producer] = {r.name: r for r in refs}
+                source = next((r.run_id for r in refs if r.run_id), None)
+                made = self.ws.runs.get_run(source).step(inp.producer) if source else None
+                self.reused[inp.producer] = {
+                    "run": source,
+                    "parameters": {**(made.input_parameters if made else {}), **(made.parameters if made else {})},
+                }
         return available
+
+    def _effective_parameters(self, values: dict) -> dict:
+        """The run's parameters as its results were made: a parameter none of this run's steps
+        reads takes the value the reused artifacts were made with (`--step evaluate` after a run
+        with `-p n_samples 3000` records n_samples=3000, not the default)."""
+        out = {k: _jsonable(v) for k, v in values.items()}
+        read = {p for name in self.selected for p in self.spec.step(name).parameters}
+        for lineage in self.reused.values():
+            for name, value in lineage["parameters"].items():
+                if name not in read:
+                    out[name] = value
+        return out
+
+    def _input_parameters(self, comp: ComponentSpec, records: dict[str, StepRecord]) -> dict:
+        """The parameter values the step's inputs were made with, through all its upstreams."""
+        out: dict = {}
+        for producer in dict.fromkeys(inp.producer for inp in comp.inputs):
+            if producer in records:
+                up = records[producer]
+                out.update(up.input_parameters)
+                out.update(up.parameters)
+            elif producer in self.reused:
+                out.update(self.reused[producer]["parameters"])
+        return dict(sorted(out.items()))
 
     # --- scheduling -----------------------------------------------------------------------
     def _schedule(self, run: RunRecord) -> None:
@@ -202,6 +234,7 @@ class Scheduler:
                     rec.spec_hash = comp.content_hash
                     rec.parameters = {p: _jsonable(self.parameters[p]) for p in comp.parameters if p in self.parameters}
                     rec.inputs = list(inputs.values())
+                    rec.input_parameters = self._input_parameters(comp, records)
                     rec.image_digest = self.executor.image_digest(name)
                     running[pool.submit(self._execute, comp, rec, inputs)] = name
                 if not self.cancelled:
@@ -260,7 +293,8 @@ class Scheduler:
             ref = available.get(inp.producer, {}).get(inp.name)
             if ref is None:
                 raise UsageError(f"step '{comp.name}' input '{inp.name}' from '{inp.producer}' is not in the store")
-            inputs[inp.name] = ArtifactRef(inp.name, ref.sha256, ref.size, ref.serializer, ref.type_name, inp.producer)
+            inputs[inp.name] = ArtifactRef(inp.name, ref.sha256, ref.size, ref.serializer, ref.type_name, inp.producer,
+                                           ref.run_id)
         return inputs
 
     def _try_cache(self, rec: StepRecord, key: str) -> bool:
@@ -281,7 +315,9 @@ class Scheduler:
         rec.outputs, rec.inputs = hit.outputs, hit.inputs
         rec.output_notebook, rec.cached_from = hit.output_notebook, hit.cached_from
         rec.spec_hash, rec.parameters, rec.attempts = hit.spec_hash, hit.parameters, 0
-        rec.image_digest = hit.image_digest
+        rec.image_digest, rec.input_parameters = hit.image_digest, hit.input_parameters
+        for ref in rec.outputs:
+            ref.run_id = ref.run_id or hit.cached_from
         self._record(rec)
         return True
 
@@ -361,7 +397,8 @@ class Scheduler:
             if entry is None:
                 return StepError("serialization", f"step '{comp.name}' did not save output '{name}'")
             sha = self.ws.objects.put_file(str(out_dir / entry["file"]), entry["sha256"])
-            outputs.append(ArtifactRef(name, sha, entry["size"], entry["serializer"], entry["type"], comp.name))
+            outputs.append(ArtifactRef(name, sha, entry["size"], entry["serializer"], entry["type"], comp.name,
+                                       self.record.id))
         rec.outputs = outputs
         metrics_path = out_dir / "metrics.json"
         self._metrics[comp.name] = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}

@@ -71,6 +71,7 @@ class ArtifactRef:
     serializer: str
     type_name: str
     producer_step: str | None = None
+    run_id: str | None = None  # the run whose step made it (for a cached step: the run it came from)
 
     def to_dict(self) -> dict:
         return {
@@ -80,6 +81,7 @@ class ArtifactRef:
             "serializer": self.serializer,
             "type_name": self.type_name,
             "producer_step": self.producer_step,
+            "run_id": self.run_id,
         }
 
     @classmethod
@@ -91,6 +93,7 @@ class ArtifactRef:
             serializer=d["serializer"],
             type_name=d["type_name"],
             producer_step=d.get("producer_step"),
+            run_id=d.get("run_id"),
         )
 
 
@@ -150,6 +153,9 @@ class StepRecord:
     output_notebook: str | None = None  # relative to the store root, so the store can move
     cached_from: str | None = None  # run id whose outputs this step reused
     image_digest: str | None = None
+    # The parameter values its inputs were made with, through every upstream step (lineage: a
+    # `--step` run reuses artifacts another run made, maybe with other values than its own).
+    input_parameters: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.status = Status(self.status)
@@ -172,6 +178,7 @@ class StepRecord:
             "output_notebook": self.output_notebook,
             "cached_from": self.cached_from,
             "image_digest": self.image_digest,
+            "input_parameters": dict(self.input_parameters),
         }
 
     @classmethod
@@ -193,6 +200,7 @@ class StepRecord:
             output_notebook=d.get("output_notebook"),
             cached_from=d.get("cached_from"),
             image_digest=d.get("image_digest"),
+            input_parameters=dict(d.get("input_parameters") or {}),
         )
 
 
@@ -269,6 +277,9 @@ class RunRecord:
             if s.name == name:
                 return s
         return None
+
+    def step_names(self) -> list[str]:
+        return [s.name for s in self.steps]
 
     def to_dict(self) -> dict:
         return {

@@ -31,7 +31,7 @@ from nb2pipe.model.records import (
 )
 
 DB_NAME = "runs.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_BUSY_TIMEOUT = 30.0
 
 # Applied in order under BEGIN IMMEDIATE; IF NOT EXISTS makes a lost race harmless.
@@ -124,9 +124,17 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS cache_by_key ON cache_index (cache_key, recorded)",
 )
 
+# Version N+1 from version N, in order (version 1 is _SCHEMA).
+_MIGRATIONS = {
+    2: (  # lineage: the parameters a step's inputs were made with, and the run each artifact came from
+        "ALTER TABLE steps ADD COLUMN input_parameters TEXT NOT NULL DEFAULT '{}'",
+        "ALTER TABLE step_artifacts ADD COLUMN source_run TEXT",
+    ),
+}
+
 _STEP_COLUMNS = (
     "name, status, started, ended, duration, cached, attempts, cache_key, spec_hash, "
-    "parameters, error, output_notebook, cached_from, image_digest"
+    "parameters, error, output_notebook, cached_from, image_digest, input_parameters"
 )
 _RUN_COLUMNS = (
     "id, notebook, notebook_sha256, spec_hash, status, reason, started, ended, "
@@ -237,10 +245,11 @@ class RunStore:
             )
         with self._write() as c:
             # Re-read under the write lock: another process may have migrated meanwhile.
-            if c.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-                for statement in _SCHEMA:
+            current = c.execute("PRAGMA user_version").fetchone()[0]
+            for target in range(current + 1, SCHEMA_VERSION + 1):
+                for statement in _SCHEMA if target == 1 else _MIGRATIONS[target]:
                     c.execute(statement)
-                c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -405,14 +414,15 @@ class RunStore:
         status = Status(step.status)
         c.execute(
             f"INSERT INTO steps (run_id, position, {_STEP_COLUMNS}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (run_id, name) DO UPDATE SET "
             "status = excluded.status, started = excluded.started, ended = excluded.ended, "
             "duration = excluded.duration, cached = excluded.cached, "
             "attempts = excluded.attempts, cache_key = excluded.cache_key, "
             "spec_hash = excluded.spec_hash, parameters = excluded.parameters, "
             "error = excluded.error, output_notebook = excluded.output_notebook, "
-            "cached_from = excluded.cached_from, image_digest = excluded.image_digest",
+            "cached_from = excluded.cached_from, image_digest = excluded.image_digest, "
+            "input_parameters = excluded.input_parameters",
             (
                 run_id,
                 position,
@@ -430,6 +440,7 @@ class RunStore:
                 step.output_notebook,
                 step.cached_from,
                 step.image_digest,
+                _dumps(step.input_parameters),
             ),
         )
         for direction, refs in (("in", step.inputs), ("out", step.outputs)):
@@ -447,9 +458,9 @@ class RunStore:
                 )
                 c.execute(
                     "INSERT OR REPLACE INTO step_artifacts "
-                    "(run_id, step, direction, name, sha256, producer_step, position) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (run_id, step.name, direction, ref.name, ref.sha256, ref.producer_step, i),
+                    "(run_id, step, direction, name, sha256, producer_step, position, source_run) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (run_id, step.name, direction, ref.name, ref.sha256, ref.producer_step, i, ref.run_id),
                 )
         if status is Status.SUCCEEDED and step.cache_key:
             recorded = step.ended if step.ended is not None else time.time()
@@ -557,7 +568,7 @@ class RunStore:
         where, args = self._notebook_filter(notebook_sha_or_path, alias="r")
         with self._read() as c:
             row = c.execute(
-                "SELECT s.run_id FROM steps s JOIN runs r ON r.id = s.run_id "
+                "SELECT s.run_id, s.cached_from FROM steps s JOIN runs r ON r.id = s.run_id "
                 f"WHERE s.name = ? AND s.status IN (?, ?) AND {where} "
                 "ORDER BY r.started DESC, r.id DESC LIMIT 1",
                 (step_name, Status.SUCCEEDED.value, Status.CACHED.value, *args),
@@ -565,9 +576,11 @@ class RunStore:
             if row is None:
                 return None
             outputs = self._lineage(c, row[0], step_name).get(("out", step_name), [])
-        # Reused as someone's inputs, so say where they came from.
+        # Reused as someone's inputs, so say where they came from (records older than the
+        # source_run column: the run of that record, or the one its cache hit came from).
         for ref in outputs:
             ref.producer_step = ref.producer_step or step_name
+            ref.run_id = ref.run_id or row[1] or row[0]
         return outputs
 
     def last_execution(self, notebook_sha_or_path: str, step_name: str) -> tuple[StepRecord, dict] | None:
@@ -733,7 +746,7 @@ class RunStore:
         steps = []
         for row in rows:
             (sname, status, started, ended, duration, cached, attempts, cache_key, spec_hash,
-             parameters, error, output_notebook, cached_from, image_digest) = row
+             parameters, error, output_notebook, cached_from, image_digest, input_parameters) = row
             steps.append(
                 StepRecord(
                     name=sname,
@@ -752,6 +765,7 @@ class RunStore:
                     output_notebook=output_notebook,
                     cached_from=cached_from,
                     image_digest=image_digest,
+                    input_parameters=json.loads(input_parameters or "{}"),
                 )
             )
         return steps
@@ -760,7 +774,7 @@ class RunStore:
         """Artifacts of a run's steps (or of one step), keyed by (direction, step)."""
         query = (
             "SELECT sa.step, sa.direction, sa.name, sa.sha256, sa.producer_step, "
-            "a.size, a.serializer, a.type_name "
+            "a.size, a.serializer, a.type_name, sa.source_run "
             "FROM step_artifacts sa JOIN artifacts a ON a.sha256 = sa.sha256 "
             "WHERE sa.run_id = ?"
         )
@@ -769,9 +783,9 @@ class RunStore:
             query += " AND sa.step = ?"
             args += (step,)
         found: dict = {}
-        for sname, direction, name, sha, producer, size, serializer, type_name in c.execute(
+        for sname, direction, name, sha, producer, size, serializer, type_name, source in c.execute(
             query + " ORDER BY sa.step, sa.direction, sa.position", args
         ):
-            ref = ArtifactRef(name, sha, size, serializer, type_name, producer)
+            ref = ArtifactRef(name, sha, size, serializer, type_name, producer, source)
             found.setdefault((direction, sname), []).append(ref)
         return found

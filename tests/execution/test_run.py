@@ -335,3 +335,38 @@ def test_prepare_failure_ends_the_run_and_wait_raises(tmp_path):
     with RunStore(tmp_path / "store") as rs:
         assert rs.list_runs() == []  # nothing recorded for a run that could not start
     assert not Path(tmp_path / "store" / "runs" / run.id).exists()
+
+
+def test_step_run_records_the_parameters_its_reused_inputs_were_made_with(tmp_path):
+    """After `-p n_samples 3000`, `--step evaluate` reuses the 3000-sample artifacts: its record
+    (and the run's parameters) say 3000, not the default, and name the run it reused."""
+    nb = make_nb(tmp_path, [
+        ("parameters", "n_samples = 5000\nthreshold = 0.5"),
+        ("step:load", "data = list(range(n_samples))"),
+        ("step:fit", "mean = sum(data) / len(data)"),
+        ("step:evaluate", "score = mean > threshold"),
+    ])
+    store = tmp_path / "store"
+    made = nb2pipe.run(nb, {"n_samples": 3000}, store=store)
+    assert made.status == RunStatus.SUCCEEDED
+    assert made.step("fit").input_parameters == {"n_samples": 3000}
+    assert made.step("evaluate").input_parameters == {"n_samples": 3000}
+    assert made.step("fit").outputs[0].run_id == made.id
+    again = nb2pipe.start(nb, store=store, steps=["evaluate"])
+    record = again.wait()
+    assert record.status == RunStatus.SUCCEEDED
+    assert record.parameters == {"n_samples": 3000, "threshold": 0.5}
+    evaluate = record.step("evaluate")
+    assert evaluate.parameters == {"threshold": 0.5}
+    assert evaluate.input_parameters == {"n_samples": 3000}
+    assert [(a.name, a.producer_step, a.run_id) for a in evaluate.inputs] == [("mean", "fit", made.id)]
+    started = next(iter(again.events()))
+    assert started["reused"] == {"fit": {"run": made.id, "parameters": {"n_samples": 3000}}}
+    with RunStore(store) as rs:
+        stored = rs.get_run(record.id)
+    assert stored.parameters == record.parameters and stored.step("evaluate").input_parameters == {"n_samples": 3000}
+    assert stored.step("evaluate").inputs[0].run_id == made.id
+    # The CLI says which run's artifacts it reused.
+    shown = cli("run", nb, "--store", store, "--step", "evaluate")
+    assert shown.returncode == 0, shown.stderr
+    assert f"evaluate reuses the outputs of fit from run {made.id} (n_samples=3000)" in shown.stderr

@@ -239,7 +239,9 @@ def test_latest_outputs(store, tmp_path, monkeypatch):
     store.update_step("r3", succeeded("load", 30.0, outputs=[art("df", "elsewhere")]))
     store.update_step("r2", StepRecord(name="clean", status=Status.FAILED))
 
+    # The newest record is a cache hit: its outputs were made by r1, and say so.
     expected = [art("df", "v2", producer="load")]
+    expected[0].run_id = "r1"
     assert store.latest_outputs("nb.ipynb", "load") == expected
     assert store.latest_outputs("./nb.ipynb", "load") == expected
     assert store.latest_outputs(sha("nb"), "load") == expected
@@ -506,3 +508,31 @@ def test_eight_processes_open_fresh_store_and_write_at_once(tmp_path):
     conn = sqlite3.connect(root / "runs.db")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
+
+
+def test_a_version_1_store_is_migrated_in_place(tmp_path):
+    """Stores written before lineage was recorded open, keep their runs, and gain the columns."""
+    import sqlite3
+
+    from nb2pipe.store import runs as runs_module
+
+    root = tmp_path / "old"
+    root.mkdir()
+    conn = sqlite3.connect(root / "runs.db")
+    for statement in runs_module._SCHEMA:
+        conn.execute(statement)
+    conn.execute("INSERT INTO runs (id, notebook, notebook_key, status, started) "
+                 "VALUES ('r1', 'nb.ipynb', 'nb.ipynb', 'succeeded', 1.0)")
+    conn.execute("INSERT INTO steps (run_id, name, position, status) VALUES ('r1', 'load', 0, 'succeeded')")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    with RunStore(root) as store:
+        record = store.get_run("r1")
+        assert record.step("load").input_parameters == {}
+        store.update_step("r1", succeeded("load", 2.0, outputs=[art("df", "v1")]))
+        assert store.get_run("r1").step("load").outputs[0].sha256 == art("df", "v1").sha256
+    conn = sqlite3.connect(root / "runs.db")
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert "input_parameters" in {row[1] for row in conn.execute("PRAGMA table_info(steps)")}
+    assert "source_run" in {row[1] for row in conn.execute("PRAGMA table_info(step_artifacts)")}
