@@ -8,7 +8,7 @@ returns an object with ``path`` (None when the text went to stdout), ``image``, 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 
 def _kfp(notebook, **options):

@@ -16,7 +16,8 @@ import pickle
 import sys
 import threading
 import types
-from typing import Any, BinaryIO, Iterator
+from collections.abc import Iterator
+from typing import Any, BinaryIO
 
 from nb2pipe.errors import Nb2pipeError, StoreIOError
 
@@ -393,7 +394,7 @@ def _check_lossless(frame: Any, table: Any) -> None:
     for i, (dtype, back_dtype) in enumerate(zip(frame.dtypes, back.dtypes)):
         if dtype != back_dtype:
             raise UnsupportedValue(f"column {cols[i]!r} would come back as {back_dtype}, not {dtype}")
-        if dtype == object:
+        if dtype == object:  # noqa: E721  (numpy dtype equality: dtype("O") == object, but is not it)
             # Only types whose values come back as the same Python objects; lists, tuples,
             # dicts and sets turn into arrays/dicts of a different kind.
             arrow_type = table.schema.field(i).type

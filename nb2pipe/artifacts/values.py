@@ -23,10 +23,8 @@ import re
 import sys
 import types
 import warnings
-from typing import Any, Iterator
-
-from nb2pipe.errors import Nb2pipeError, SerializationError, StoreError, StoreIOError
-from nb2pipe.store.objects import sha256_file
+from collections.abc import Iterator
+from typing import Any
 
 from nb2pipe.artifacts.serializers import (  # noqa: F401  (re-exported: the serializers are part of this API)
     PICKLE_PROTOCOL,
@@ -40,6 +38,8 @@ from nb2pipe.artifacts.serializers import (  # noqa: F401  (re-exported: the ser
     UnsupportedValue,
     builtin_serializers,
 )
+from nb2pipe.errors import Nb2pipeError, SerializationError, StoreError, StoreIOError
+from nb2pipe.store.objects import sha256_file
 
 ENTRY_POINT_GROUP = "nb2pipe.serializers"
 MANIFEST_NAME = "manifest.json"

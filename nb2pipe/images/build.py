@@ -19,8 +19,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nb2pipe.images.daemon import DockerError, docker_client, explain
 from nb2pipe.errors import Diagnostic, UsageError
+from nb2pipe.images.daemon import DockerError, docker_client, explain
 from nb2pipe.model.spec import ComponentSpec, PipelineSpec
 
 REPOSITORY_PREFIX = "nb2pipe-"
@@ -272,7 +272,8 @@ def self_wheel() -> tuple[str, bytes]:
         meta = metadata.distribution("nb2pipe").read_text("METADATA")
     except metadata.PackageNotFoundError:
         meta = None
-    files[f"{dist_info}/METADATA"] = (meta or f"Metadata-Version: 2.1\nName: nb2pipe\nVersion: {__version__}\n").encode()
+    meta = meta or f"Metadata-Version: 2.1\nName: nb2pipe\nVersion: {__version__}\n"
+    files[f"{dist_info}/METADATA"] = meta.encode()
     files[f"{dist_info}/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: nb2pipe\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
     record = []
     for name, data in files.items():
@@ -329,7 +330,8 @@ def build_image(notebook_path, tag: str | None = None, base_image: str | None = 
     images: dict[str, str] = {}
     for b in bases:
         recipe = deps_dockerfile(b, True) + deps_dockerfile(b, True, True)  # a changed recipe is a new image
-        deps_key = hashlib.sha256(f"{_image_id(client, b)}\0{lock_text}\0{recipe}\0".encode() + (extra or b"")).hexdigest()
+        deps_input = f"{_image_id(client, b)}\0{lock_text}\0{recipe}\0".encode() + (extra or b"")
+        deps_key = hashlib.sha256(deps_input).hexdigest()
         deps_tag = f"{DEPS_REPOSITORY}:{deps_key[:HASH_CHARS]}"
         deps_labels = {f"{LABEL}.deps": deps_key, f"{LABEL}.base": b, f"{LABEL}.version": __version__}
         if _image_with_labels(client, deps_tag, deps_labels) is None:

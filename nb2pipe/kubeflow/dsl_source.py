@@ -132,7 +132,8 @@ def _pipeline_def(plan: PipelinePlan, func: str, funcs: dict, task_vars: dict) -
             stmts.append(ast.Expr(_call(_attr(var, method), [_literal(a) for a in call_args])))
         if s.after:
             stmts.append(ast.Expr(_call(_attr(var, "after"), [ast.Name(task_vars[u], ast.Load()) for u in s.after])))
-    decorator = _call(_attr("dsl", "pipeline"), name=ast.Constant(plan.name), description=ast.Constant(plan.description))
+    decorator = _call(_attr("dsl", "pipeline"), name=ast.Constant(plan.name),
+                      description=ast.Constant(plan.description))
     return _function(func, _arguments(args, defaults), stmts, [decorator])
 
 

@@ -48,7 +48,6 @@ from nb2pipe.runtime.kfp_executor import (
     input_name,
     output_name,
 )
-
 from nb2pipe.step_runtime import COMMAND  # noqa: F401  (the one step-container command)
 
 INSTALL_HINT = "pip install 'nb2pipe[kfp]'"
@@ -263,7 +262,8 @@ def _setup_parameters(spec) -> set[str]:
 
 def _step_description(spec, comp) -> str:
     cells = ", ".join(str(c.index) for c in comp.cells)
-    return f"Step {comp.name} of {spec.notebook} (cell{'s' if len(comp.cells) > 1 else ''} {cells}), run with papermill."
+    plural = "s" if len(comp.cells) > 1 else ""
+    return f"Step {comp.name} of {spec.notebook} (cell{plural} {cells}), run with papermill."
 
 
 def _number(value) -> str:

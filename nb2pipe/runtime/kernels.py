@@ -20,7 +20,6 @@ import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 
-
 # As nbclient does: keep step code out of the user's IPython history (and its sqlite lock).
 KERNEL_ARGS = ("--HistoryManager.hist_file=:memory:",)
 

@@ -353,7 +353,8 @@ def test_cli_export_errors(tmp_path):
 
 
 def test_cli_help_does_not_import_kfp():
-    code = "import sys\nfrom nb2pipe.cli import main\nprint(any(m == 'kfp' or m.startswith('kfp.') for m in sys.modules))"
+    code = ("import sys\nfrom nb2pipe.cli import main\n"
+            "print(any(m == 'kfp' or m.startswith('kfp.') for m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert proc.stdout.strip() == "False", proc.stderr
 
