@@ -260,7 +260,7 @@ def self_wheel() -> tuple[str, bytes]:
     import base64
     from importlib import metadata
 
-    from nb2pipe import __version__
+    from nb2pipe._version import __version__
 
     pkg = Path(__file__).resolve().parent
     dist_info = f"nb2pipe-{__version__}.dist-info"
@@ -296,10 +296,10 @@ def build_image(notebook_path, tag: str | None = None, base_image: str | None = 
                 requirements: str | None = None, push: bool = False, log=print,
                 spec: PipelineSpec | None = None, wheelhouse: str | None = None) -> BuildResult:
     """Build (or reuse) the pipeline's image, and one per distinct `image:` base of its steps."""
-    from nb2pipe import __version__
-    from nb2pipe.api import store_root
+    from nb2pipe._version import __version__
     from nb2pipe.compile.compiler import compile_notebook
     from nb2pipe.images.requirements import analyse
+    from nb2pipe.store.location import store_root
 
     started = time.perf_counter()
     spec = spec or compile_notebook(notebook_path)
