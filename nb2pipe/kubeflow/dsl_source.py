@@ -10,7 +10,8 @@ from __future__ import annotations
 import ast
 
 from nb2pipe.errors import UsageError
-from nb2pipe.kubeflow.ir import ANNOTATIONS, COMMAND, PipelinePlan, StepPlan, _task_calls
+from nb2pipe.kubeflow.plan import ANNOTATIONS, PipelinePlan, StepPlan, _task_calls
+from nb2pipe.step_runtime import COMMAND
 
 # The kfp.dsl class of each artifact type.
 _DSL_CLASS = {"system.Artifact": "Artifact", "system.Dataset": "Dataset", "system.Model": "Model",

@@ -21,7 +21,8 @@ from core_helpers import GOLDEN, NOTEBOOKS, ROOT
 from nbbuild import cli, make_nb
 
 from nb2pipe.errors import ExitCode, PipelineInvalid, UsageError
-from nb2pipe.kubeflow.ir import _cpu, _memory, compile_pipeline, export
+from nb2pipe.kubeflow.ir import compile_pipeline, export
+from nb2pipe.kubeflow.plan import _cpu, _memory
 
 KFP_GOLDEN = GOLDEN / "kfp"
 # Types as a local run would find them, so the goldens show Dataset and Model artifacts too.
