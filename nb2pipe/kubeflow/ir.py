@@ -35,7 +35,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nb2pipe.errors import UsageError
+from nb2pipe.errors import UsageError, require
 from nb2pipe.kubeflow.plan import (  # noqa: F401  (re-exported: the plan is part of this API)
     PARAMETER_TYPES,
     KfpExportInvalid,
@@ -46,7 +46,6 @@ from nb2pipe.kubeflow.plan import (  # noqa: F401  (re-exported: the plan is par
 )
 from nb2pipe.step_runtime import COMMAND
 
-INSTALL_HINT = "pip install 'nb2pipe[kfp]'"
 SCHEMA_VERSION = "0.0.1"
 
 # What a serializer's `kfp_artifact` may say.
@@ -134,14 +133,12 @@ def _warn(warn, message: str) -> None:
 # --- kfp objects ----------------------------------------------------------------------------------
 
 def _kfp():
-    try:
-        from kfp import compiler, dsl
-        from kfp.dsl import structures
-        from kfp.dsl.container_component_class import ContainerComponent
-        from kfp.dsl.graph_component import GraphComponent
-    except ImportError:
-        raise UsageError(f"exporting to Kubeflow Pipelines needs the kfp package (fix: {INSTALL_HINT})") from None
-    return compiler, dsl, structures, ContainerComponent, GraphComponent
+    def need(module: str):
+        return require(module, "kfp", "exporting to Kubeflow Pipelines")
+
+    return (need("kfp.compiler"), need("kfp.dsl"), need("kfp.dsl.structures"),
+            need("kfp.dsl.container_component_class").ContainerComponent,
+            need("kfp.dsl.graph_component").GraphComponent)
 
 
 def build_pipeline(spec, image: str, artifact_types: dict | None = None):
