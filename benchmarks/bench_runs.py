@@ -162,7 +162,8 @@ def measured(fn, repeat: int) -> list[float]:
 
 
 def fmt(samples: list[float]) -> str:
-    return f"median {statistics.median(samples):.3f}s  min {min(samples):.3f}s  max {max(samples):.3f}s  (n={len(samples)})"
+    return (f"median {statistics.median(samples):.3f}s  min {min(samples):.3f}s  max {max(samples):.3f}s  "
+            f"(n={len(samples)})")
 
 
 def main(argv=None) -> int:
@@ -216,7 +217,8 @@ def main(argv=None) -> int:
         print("nb2pipe, 100 MB DataFrame + 100 MB array passed:", fmt(passed))
         print("  of which save cell + load cell (papermill's cell durations):", fmt(io_times))
         print("raw write (fresh process) + read (fresh process):", fmt(raw))
-        results.append(("(e) 200 MB transfer / raw write+read", statistics.median(io_times) / statistics.median(raw), 1.5))
+        ratio = statistics.median(io_times) / statistics.median(raw)
+        results.append(("(e) 200 MB transfer / raw write+read", ratio, 1.5))
 
         twenty = [x for x in timed(nb2pipe_run(lin, store), 20)]
         print("nb2pipe, linear10 x20:              ", fmt(twenty))

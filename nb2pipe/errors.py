@@ -102,6 +102,30 @@ class UsageError(Nb2pipeError):
     """Bad command-line or API arguments (unknown parameter, unknown step, ...)."""
 
 
+class MissingDependency(UsageError):
+    """A feature needs an optional package that is not installed; says which extra provides it."""
+
+    def __init__(self, feature: str, package: str, extra: str):
+        super().__init__(f"{feature} needs the {package} package (fix: pip install 'nb2pipe[{extra}]')")
+        self.feature = feature
+        self.package = package
+        self.extra = extra
+
+
+def require(module_name: str, extra: str, feature: str, package: str | None = None):
+    """Import and return `module_name`, or raise MissingDependency naming the extra to install.
+
+    `feature` says what needs it ("exporting to Kubeflow Pipelines"); `package` defaults to the
+    top-level name of `module_name`.
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as exc:
+        raise MissingDependency(feature, package or module_name.partition(".")[0], extra) from exc
+
+
 class StoreError(Nb2pipeError):
     """The store is unusable: integrity problems."""
 

@@ -211,7 +211,8 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw) if raw else None
         except ValueError:
             body = raw.decode("utf-8", "replace")
-        req = Request(self.command, parts.path, {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()},
+        query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        req = Request(self.command, parts.path, query,
                       {k.lower(): v for k, v in self.headers.items()}, body)
         status, payload, headers = self.server.fake.handle(req)
         html = isinstance(payload, str)

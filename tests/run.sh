@@ -20,4 +20,7 @@ command -v debootstrap >/dev/null 2>&1 || apt-get install -y -q debootstrap >/de
 # The air-gapped base image the container tests build on (about a minute, once).
 docker image inspect nb2pipe-base:py3.11 >/dev/null 2>&1 || .venv/bin/nb2pipe base-image --python 3.11
 
+# Static checks first: they take seconds, the suite minutes.
+.venv/bin/ruff check nb2pipe tests benchmarks examples
+.venv/bin/lint-imports
 .venv/bin/python -m pytest -q "$@"

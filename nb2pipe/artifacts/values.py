@@ -23,10 +23,8 @@ import re
 import sys
 import types
 import warnings
-from typing import Any, Iterator
-
-from nb2pipe.errors import Nb2pipeError, SerializationError, StoreError, StoreIOError
-from nb2pipe.store.objects import sha256_file
+from collections.abc import Iterator
+from typing import Any
 
 from nb2pipe.artifacts.serializers import (  # noqa: F401  (re-exported: the serializers are part of this API)
     PICKLE_PROTOCOL,
@@ -40,6 +38,9 @@ from nb2pipe.artifacts.serializers import (  # noqa: F401  (re-exported: the ser
     UnsupportedValue,
     builtin_serializers,
 )
+from nb2pipe.errors import Nb2pipeError, SerializationError, StoreError, StoreIOError
+from nb2pipe.registry import Registry
+from nb2pipe.store.objects import sha256_file
 
 ENTRY_POINT_GROUP = "nb2pipe.serializers"
 MANIFEST_NAME = "manifest.json"
@@ -57,14 +58,18 @@ def _validate_serializer(s: Any) -> None:
         raise TypeError(f"serializer extension {s.extension!r} must match {_SAFE_TOKEN.pattern}")
 
 
-class SerializerRegistry:
+class SerializerRegistry(Registry):
     """Serializers in priority order; the first whose ``matches`` accepts a value is used.
 
     Order, highest first: ``register(..., first=True)`` (newest first), entry-point plugins,
     built-in type-specific serializers and ``register(..., first=False)``, then the fallback
     catch-alls. Registering a name that is already present replaces it (this is how a plugin
     overrides a built-in, including for loading). Entry points are read lazily, on first use,
-    and always before any explicit ``register`` so code registrations win over plugins.
+    and always before any explicit ``register`` so code registrations win over plugins. Unlike
+    other registries, every plugin is imported when they are read: matching needs the objects.
+
+    A serializer carries its own name, so ``register`` takes just the serializer; iterating
+    yields serializers (not names), best first, and ``names()`` is in that order too.
     """
 
     def __init__(
@@ -72,9 +77,8 @@ class SerializerRegistry:
         serializers: list[Any] | tuple[Any, ...] = (),
         entry_point_group: str | None = ENTRY_POINT_GROUP,
     ):
-        self._order: list[Any] = []
-        self._group = entry_point_group
-        self._entry_points_loaded = entry_point_group is None
+        super().__init__("serializer", entry_point_group)
+        self._order: list[str] = []  # names, best first
         for s in serializers:
             self._insert(s, first=False)
 
@@ -82,72 +86,66 @@ class SerializerRegistry:
     def with_builtins(cls, entry_point_group: str | None = ENTRY_POINT_GROUP) -> SerializerRegistry:
         return cls(builtin_serializers(), entry_point_group=entry_point_group)
 
-    def register(self, serializer: Any, first: bool = False) -> Any:
+    def register(self, serializer: Any, first: bool = False) -> Any:  # type: ignore[override]
         """Add a serializer (an instance, or a class to instantiate); returns its argument."""
-        self._load_entry_points()
+        self._read_entry_points()
         self._insert(serializer() if isinstance(serializer, type) else serializer, first=first)
         return serializer
 
     def unregister(self, name: str) -> None:
-        self._load_entry_points()
-        self._order = [s for s in self._order if s.name != name]
-
-    def get(self, name: str) -> Any:
-        self._load_entry_points()
-        for s in self._order:
-            if s.name == name:
-                return s
-        raise SerializationError(f"unknown serializer {name!r}: install the plugin that provides it")
+        super().unregister(name)
+        self._order = [n for n in self._order if n != name]
 
     def candidates(self, value: Any) -> list[Any]:
         """Every serializer that accepts ``value``, best first (the fallbacks to try in turn)."""
-        self._load_entry_points()
-        return [s for s in self._order if s.matches(value)]
+        return [s for s in self.values() if s.matches(value)]
 
     def for_value(self, value: Any) -> Any:
         for s in self.candidates(value):
             return s
         raise SerializationError(f"no serializer accepts a {_type_label(value)}")
 
-    def __iter__(self) -> Iterator[Any]:
-        self._load_entry_points()
-        return iter(list(self._order))
-
     def names(self) -> list[str]:
-        return [s.name for s in self]
+        self._read_entry_points()
+        return list(self._order)
+
+    def values(self) -> list[Any]:
+        self._read_entry_points()
+        return [self._entries[n] for n in self._order]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.values())
+
+    def _unknown(self, name: str) -> Nb2pipeError:
+        return SerializationError(f"unknown serializer {name!r}: install the plugin that provides it")
 
     def _insert(self, serializer: Any, first: bool) -> None:
         _validate_serializer(serializer)
-        self._order = [s for s in self._order if s.name != serializer.name]
+        name = serializer.name
+        order = [n for n in self._order if n != name]
+        self._entries[name] = serializer
         if first:
-            self._order.insert(0, serializer)
+            order.insert(0, name)
         elif getattr(serializer, "fallback", False):
-            self._order.append(serializer)
+            order.append(name)
         else:
-            at = next((i for i, s in enumerate(self._order) if getattr(s, "fallback", False)), len(self._order))
-            self._order.insert(at, serializer)
+            at = next((i for i, n in enumerate(order) if getattr(self._entries[n], "fallback", False)), len(order))
+            order.insert(at, name)
+        self._order = order
 
-    def _load_entry_points(self) -> None:
-        if self._entry_points_loaded:
-            return
-        self._entry_points_loaded = True  # set first: a plugin module may register() on import
-        from importlib.metadata import entry_points
-
-        try:
-            eps = sorted(entry_points(group=self._group), key=lambda ep: ep.name)
-        except Exception as e:  # broken metadata on sys.path must not stop a step
-            warnings.warn(f"nb2pipe: cannot read {self._group} entry points: {e}", RuntimeWarning, stacklevel=2)
-            return
-        for ep in reversed(eps):  # inserted at the front, so alphabetical order wins ties
+    def _read_entry_points(self) -> None:
+        # Loaded at once (matching needs the objects), inserted at the front in reverse, so that
+        # alphabetical order wins ties.
+        for entry_point in reversed(self._new_entry_points()):
             try:
-                obj = ep.load()
+                obj = entry_point.load()
                 serializer = obj() if isinstance(obj, type) or not hasattr(obj, "matches") else obj
                 self._insert(serializer, first=not getattr(serializer, "fallback", False))
             except Exception as e:
                 warnings.warn(
-                    f"nb2pipe: ignoring serializer entry point {ep.name!r} ({ep.value}): {e}",
+                    f"nb2pipe: ignoring serializer entry point {entry_point.name!r} ({entry_point.value}): {e}",
                     RuntimeWarning,
-                    stacklevel=2,
+                    stacklevel=3,
                 )
 
 

@@ -11,15 +11,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nb2pipe.compile.dataflow import CellSyntaxError, StepFlow, literal_assignments, metric_names
+from nb2pipe.compile.notebook import Notebook, read_notebook
+from nb2pipe.compile.steps import StepSource, default_step_name, split_steps
+from nb2pipe.compile.tags import CODE, annotate
 from nb2pipe.errors import Diagnostic, PipelineInvalid
 from nb2pipe.model.graph import GraphCycle, StepGraph, suggest
 from nb2pipe.model.names import kfp_name
-from nb2pipe.compile.notebook import Notebook, read_notebook
 from nb2pipe.model.spec import CellSpec, ComponentSpec, InputSpec, ParameterSpec, PipelineSpec, StepOptions
-from nb2pipe.compile.steps import StepSource, default_step_name, split_steps
-from nb2pipe.compile.tags import CODE, annotate
 
-PARAMETER_TYPES = {int: "int", float: "float", str: "str", bool: "bool", list: "list", dict: "dict", type(None): "NoneType"}
+PARAMETER_TYPES = {int: "int", float: "float", str: "str", bool: "bool", list: "list", dict: "dict",
+                   type(None): "NoneType"}
 
 
 @dataclass

@@ -78,7 +78,8 @@ def _check(kind: str, value):
     return value
 
 
-def parse_cli(pairs: tuple[tuple[str, str], ...], yaml_text: str | None, yaml_file: str | None) -> tuple[dict, frozenset[str]]:
+def parse_cli(pairs: tuple[tuple[str, str], ...], yaml_text: str | None,
+              yaml_file: str | None) -> tuple[dict, frozenset[str]]:
     """papermill order: -f file, then -y YAML, then -p pairs (later wins)."""
     import yaml
 

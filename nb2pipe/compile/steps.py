@@ -11,10 +11,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nb2pipe.errors import Diagnostic
-from nb2pipe.model.names import check_step_name
 from nb2pipe.compile.notebook import cell_source
 from nb2pipe.compile.tags import CODE, PARAMETERS, SETUP, SKIP, CellAnnotation
+from nb2pipe.errors import Diagnostic
+from nb2pipe.model.names import check_step_name
 
 
 @dataclass

@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from nb2pipe.images.daemon import DockerError, docker_client, explain
 from nb2pipe.errors import UsageError
+from nb2pipe.images.daemon import DockerError, docker_client, explain
 
 DEFAULT_TAG_FMT = "nb2pipe-base:py{python}"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -168,7 +168,8 @@ def _split_tag(tag: str) -> tuple[str, str]:
     if not name or "/" in version:
         name, version = tag, "latest"
     if not re.fullmatch(r"[a-z0-9]+([._/:-][a-z0-9]+)*", name) or not re.fullmatch(r"[\w][\w.-]{0,127}", version):
-        raise UsageError(f"invalid image tag {tag!r} (expected NAME[:TAG], e.g. {DEFAULT_TAG_FMT.format(python='3.11')})")
+        example = DEFAULT_TAG_FMT.format(python="3.11")
+        raise UsageError(f"invalid image tag {tag!r} (expected NAME[:TAG], e.g. {example})")
     return name, version
 
 

@@ -19,8 +19,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nb2pipe.images.daemon import DockerError, docker_client, explain
 from nb2pipe.errors import Diagnostic, UsageError
+from nb2pipe.images.daemon import DockerError, docker_client, explain
 from nb2pipe.model.spec import ComponentSpec, PipelineSpec
 
 REPOSITORY_PREFIX = "nb2pipe-"
@@ -260,7 +260,7 @@ def self_wheel() -> tuple[str, bytes]:
     import base64
     from importlib import metadata
 
-    from nb2pipe import __version__
+    from nb2pipe._version import __version__
 
     pkg = Path(__file__).resolve().parents[1]  # the nb2pipe package folder
     dist_info = f"nb2pipe-{__version__}.dist-info"
@@ -272,7 +272,8 @@ def self_wheel() -> tuple[str, bytes]:
         meta = metadata.distribution("nb2pipe").read_text("METADATA")
     except metadata.PackageNotFoundError:
         meta = None
-    files[f"{dist_info}/METADATA"] = (meta or f"Metadata-Version: 2.1\nName: nb2pipe\nVersion: {__version__}\n").encode()
+    meta = meta or f"Metadata-Version: 2.1\nName: nb2pipe\nVersion: {__version__}\n"
+    files[f"{dist_info}/METADATA"] = meta.encode()
     files[f"{dist_info}/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: nb2pipe\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
     record = []
     for name, data in files.items():
@@ -295,10 +296,10 @@ def build_image(notebook_path, tag: str | None = None, base_image: str | None = 
                 requirements: str | None = None, push: bool = False, log=print,
                 spec: PipelineSpec | None = None, wheelhouse: str | None = None) -> BuildResult:
     """Build (or reuse) the pipeline's image, and one per distinct `image:` base of its steps."""
-    from nb2pipe import __version__
-    from nb2pipe.api import store_root
+    from nb2pipe._version import __version__
     from nb2pipe.compile.compiler import compile_notebook
     from nb2pipe.images.requirements import analyse
+    from nb2pipe.store.location import store_root
 
     started = time.perf_counter()
     spec = spec or compile_notebook(notebook_path)
@@ -329,7 +330,8 @@ def build_image(notebook_path, tag: str | None = None, base_image: str | None = 
     images: dict[str, str] = {}
     for b in bases:
         recipe = deps_dockerfile(b, True) + deps_dockerfile(b, True, True)  # a changed recipe is a new image
-        deps_key = hashlib.sha256(f"{_image_id(client, b)}\0{lock_text}\0{recipe}\0".encode() + (extra or b"")).hexdigest()
+        deps_input = f"{_image_id(client, b)}\0{lock_text}\0{recipe}\0".encode() + (extra or b"")
+        deps_key = hashlib.sha256(deps_input).hexdigest()
         deps_tag = f"{DEPS_REPOSITORY}:{deps_key[:HASH_CHARS]}"
         deps_labels = {f"{LABEL}.deps": deps_key, f"{LABEL}.base": b, f"{LABEL}.version": __version__}
         if _image_with_labels(client, deps_tag, deps_labels) is None:

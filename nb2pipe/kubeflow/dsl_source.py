@@ -10,7 +10,8 @@ from __future__ import annotations
 import ast
 
 from nb2pipe.errors import UsageError
-from nb2pipe.kubeflow.ir import ANNOTATIONS, COMMAND, PipelinePlan, StepPlan, _task_calls
+from nb2pipe.kubeflow.plan import ANNOTATIONS, PipelinePlan, StepPlan, _task_calls
+from nb2pipe.step_runtime import COMMAND
 
 # The kfp.dsl class of each artifact type.
 _DSL_CLASS = {"system.Artifact": "Artifact", "system.Dataset": "Dataset", "system.Model": "Model",
@@ -132,7 +133,8 @@ def _pipeline_def(plan: PipelinePlan, func: str, funcs: dict, task_vars: dict) -
             stmts.append(ast.Expr(_call(_attr(var, method), [_literal(a) for a in call_args])))
         if s.after:
             stmts.append(ast.Expr(_call(_attr(var, "after"), [ast.Name(task_vars[u], ast.Load()) for u in s.after])))
-    decorator = _call(_attr("dsl", "pipeline"), name=ast.Constant(plan.name), description=ast.Constant(plan.description))
+    decorator = _call(_attr("dsl", "pipeline"), name=ast.Constant(plan.name),
+                      description=ast.Constant(plan.description))
     return _function(func, _arguments(args, defaults), stmts, [decorator])
 
 

@@ -23,11 +23,10 @@ import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from nb2pipe.errors import Nb2pipeError, UsageError
+from nb2pipe.errors import Nb2pipeError, UsageError, require
 
 TOKEN_ENV = "KF_PIPELINES_TOKEN"
 UI_ENV = "KF_PIPELINES_UI_ENDPOINT"  # kfp.Client's own links honour it: the UI may sit elsewhere
-INSTALL_HINT = "pip install 'nb2pipe[kfp]'"
 # The first request (the health probe) is bounded so a black-holed host fails in seconds, not minutes.
 PROBE_TIMEOUT = (10, 60)  # connect, read (seconds)
 
@@ -126,13 +125,11 @@ def _check_json(arguments: dict) -> None:
 
 
 def _kfp():
-    try:
-        import kfp
-        import urllib3
-        from kfp_server_api.exceptions import ApiException
-    except ImportError:
-        raise UsageError(f"submitting to Kubeflow Pipelines needs the kfp package (fix: {INSTALL_HINT})") from None
-    return kfp, ApiException, urllib3.exceptions.HTTPError
+    def need(module: str):
+        return require(module, "kfp", "submitting to Kubeflow Pipelines", package="kfp")
+
+    kfp = need("kfp")
+    return kfp, need("kfp_server_api.exceptions").ApiException, need("urllib3.exceptions").HTTPError
 
 
 @contextlib.contextmanager

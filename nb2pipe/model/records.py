@@ -14,9 +14,9 @@ import secrets
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
-MetricValue = Union[int, float, bool, str]
+MetricValue = int | float | bool | str
 
 
 class Status(str, enum.Enum):

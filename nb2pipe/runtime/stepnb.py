@@ -51,7 +51,8 @@ def build_step_notebook(
         generated("parameters", "\n".join(f"{p.name} = {p.default!r}" for p in spec.parameters), ["parameters"])
     if inputs:
         manifest = {name: inputs[name] for name in sorted(inputs)}
-        generated("inputs", f'__import__("nb2pipe.runtime.stepio", fromlist=["save"]).load({manifest!r}, globals())', [LOAD_TAG])
+        generated("inputs", f'__import__("nb2pipe.runtime.stepio", fromlist=["save"]).load({manifest!r}, globals())',
+                  [LOAD_TAG])
     if comp.imports:
         generated("imports", "\n".join(comp.imports), ["nb2pipe-imports"])
     for c in comp.cells:

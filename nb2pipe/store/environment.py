@@ -71,7 +71,7 @@ def git_commit(folder: str | os.PathLike) -> str | None:
 
 
 def runtime_info(cache_dir=None, folder=None, kernel_name: str | None = None, executor: str = "local") -> dict:
-    from nb2pipe import __version__
+    from nb2pipe._version import __version__
 
     return {
         "nb2pipe_version": __version__,

@@ -15,8 +15,9 @@ import os
 import re
 import stat
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from nb2pipe.errors import StoreError, StoreIOError
 

@@ -15,9 +15,9 @@ import socket
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from nb2pipe.errors import StoreBusyError, StoreError, StoreIOError, UsageError
 from nb2pipe.model.records import (

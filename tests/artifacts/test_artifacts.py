@@ -305,7 +305,7 @@ def test_manifest_describes_files_and_is_written_last(tmp_path):
     assert json.loads((out / MANIFEST_NAME).read_text()) == manifest
     assert files_in(out) == sorted(["arr.npy", "df.parquet", "cfg.pkl", MANIFEST_NAME])  # no temp files
     manifest_mtime = (out / MANIFEST_NAME).stat().st_mtime_ns
-    for name, entry in manifest.items():
+    for entry in manifest.values():
         path = out / entry["file"]
         assert set(entry) == {"file", "serializer", "serializer_version", "sha256", "size", "type"}
         assert entry["sha256"] == sha256_of(path)

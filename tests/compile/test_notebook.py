@@ -10,8 +10,8 @@ import os
 import pytest
 from core_helpers import MALFORMED, NOTEBOOKS, code, write_nb
 
-from nb2pipe.errors import ExitCode, NotebookReadError
 from nb2pipe.compile.notebook import cell_source, kernel_of, parse_notebook_text, read_notebook
+from nb2pipe.errors import ExitCode, NotebookReadError
 
 
 def test_fixture_script_is_in_sync_with_committed_fixtures(tmp_path):

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from nb2pipe.errors import ExitCode, UsageError
 from nb2pipe.compile.parameters import parse_cli, resolve_parameters
+from nb2pipe.errors import ExitCode, UsageError
 from nb2pipe.model.spec import ParameterSpec
 
 DECLARED = [

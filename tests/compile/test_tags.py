@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from nb2pipe.compile.tags import (
-    CODE, OPTION_HELP, PARAMETERS, SETUP, SKIP, annotate, annotate_cell, memory_bytes, parse_option,
+    CODE,
+    OPTION_HELP,
+    PARAMETERS,
+    SETUP,
+    SKIP,
+    annotate,
+    annotate_cell,
+    memory_bytes,
+    parse_option,
 )
 from nb2pipe.model.names import STEP_NAME_RULE
 

@@ -10,13 +10,18 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from nb2pipe.images import baseimage
-from nb2pipe.images.baseimage import (DEFAULT_TAG_FMT, SUITES, base_image_tag, build_base_image, ensure_base_image,
-                               suite_for)
 from nb2pipe.cli import main
-from nb2pipe.images.daemon import DockerError
 from nb2pipe.errors import ExitCode, UsageError
-
+from nb2pipe.images import baseimage
+from nb2pipe.images.baseimage import (
+    DEFAULT_TAG_FMT,
+    SUITES,
+    base_image_tag,
+    build_base_image,
+    ensure_base_image,
+    suite_for,
+)
+from nb2pipe.images.daemon import DockerError
 
 # --- version → suite, tags, helpers (no docker) ---
 

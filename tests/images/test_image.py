@@ -9,12 +9,11 @@ import tarfile
 import uuid
 
 import pytest
+from nbbuild import NB2PIPE, cli_env, make_nb
 
 import nb2pipe
 import nb2pipe.images.build
 from nb2pipe.images.build import BuildError, build_image, default_tag, deps_dockerfile, pipeline_dockerfile
-
-from nbbuild import NB2PIPE, cli_env, make_nb
 
 pytestmark = pytest.mark.docker
 

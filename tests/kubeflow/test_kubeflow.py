@@ -21,7 +21,8 @@ from core_helpers import GOLDEN, NOTEBOOKS, ROOT
 from nbbuild import cli, make_nb
 
 from nb2pipe.errors import ExitCode, PipelineInvalid, UsageError
-from nb2pipe.kubeflow.ir import _cpu, _memory, compile_pipeline, export
+from nb2pipe.kubeflow.ir import compile_pipeline, export
+from nb2pipe.kubeflow.plan import _cpu, _memory
 
 KFP_GOLDEN = GOLDEN / "kfp"
 # Types as a local run would find them, so the goldens show Dataset and Model artifacts too.
@@ -353,7 +354,8 @@ def test_cli_export_errors(tmp_path):
 
 
 def test_cli_help_does_not_import_kfp():
-    code = "import sys\nfrom nb2pipe.cli import main\nprint(any(m == 'kfp' or m.startswith('kfp.') for m in sys.modules))"
+    code = ("import sys\nfrom nb2pipe.cli import main\n"
+            "print(any(m == 'kfp' or m.startswith('kfp.') for m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert proc.stdout.strip() == "False", proc.stderr
 

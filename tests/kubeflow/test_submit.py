@@ -274,7 +274,8 @@ def test_missing_or_wrong_token_is_a_401_line_with_a_hint_and_no_token(nb):
     with KfpFake(token=TOKEN) as fake:
         missing = cli(nb, "--host", fake.url)
         wrong = cli(nb, "--host", fake.url, env={"KF_PIPELINES_TOKEN": TOKEN[::-1]})
-    assert_one_clean_line(missing, "HTTP 401 Unauthorized while connecting", "export a bearer token in $KF_PIPELINES_TOKEN")
+    assert_one_clean_line(missing, "HTTP 401 Unauthorized while connecting",
+                          "export a bearer token in $KF_PIPELINES_TOKEN")
     assert_one_clean_line(wrong, "HTTP 401", "the token was not accepted")
     assert TOKEN[::-1] not in wrong.stderr
 

@@ -12,7 +12,12 @@ from core_helpers import NOTEBOOKS, code, md, spec_of, write_nb
 from nb2pipe.compile.compiler import compile_notebook
 from nb2pipe.errors import UsageError
 from nb2pipe.model.spec import (
-    SCHEMA_VERSION, CellSpec, ComponentSpec, PipelineSpec, StepOptions, canonical_json,
+    SCHEMA_VERSION,
+    CellSpec,
+    ComponentSpec,
+    PipelineSpec,
+    StepOptions,
+    canonical_json,
 )
 
 GOOD = ["ml_pipeline", "kale_pipeline", "fanout", "magics", "untagged", "no_kernelspec", "r_untagged",

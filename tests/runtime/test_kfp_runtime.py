@@ -25,9 +25,9 @@ import pytest
 import yaml
 from nbbuild import ROOT, make_nb
 
-from nb2pipe.runtime.kfp_executor import input_name, output_name, safe_name, typed
-from nb2pipe.runtime.kfp_executor import _local_path as local_path
 from nb2pipe.model.spec import ParameterSpec
+from nb2pipe.runtime.kfp_executor import _local_path as local_path
+from nb2pipe.runtime.kfp_executor import input_name, output_name, safe_name, typed
 
 # kfp.local honours neither resources nor display names, and says so for every task.
 pytestmark = pytest.mark.filterwarnings("ignore:Task .* have no effect in the current local runner:UserWarning")
@@ -257,7 +257,8 @@ def test_runtime_refuses_an_image_with_another_version_of_the_step(tmp_path):
     payload, env = executor_input(doc, "a", {}, tmp_path / "root" / "a")
     proc = run_runtime(spec_file(nb, tmp_path / "rebuilt"), "a", payload, env, tmp_path)
     assert proc.returncode == 2
-    assert "different version of step 'a'" in proc.stderr and "rebuild with nb2pipe build and export again" in proc.stderr
+    assert "different version of step 'a'" in proc.stderr
+    assert "rebuild with nb2pipe build and export again" in proc.stderr
     assert run_runtime(spec, "a", payload, env, tmp_path).returncode == 0  # the matching spec runs
 
 
@@ -299,9 +300,9 @@ def on_this_machine(monkeypatch):
 
 @pytest.mark.kernel
 def test_exported_pipeline_runs_under_kfp_local_like_a_local_run(tmp_path, kfp_local, on_this_machine):
-    import nb2pipe
     from kfp import local
 
+    import nb2pipe
     from nb2pipe.kubeflow.ir import export
 
     folder = tmp_path / "project"
@@ -343,9 +344,9 @@ def built_pipelines(tmp_path_factory, base_image):
 @pytest.mark.parametrize("which", ["classifier", "small"])
 def test_exported_pipeline_runs_under_docker_runner_on_the_built_image(built_pipelines, kfp_local, which,
                                                                        monkeypatch):
-    import nb2pipe
     from kfp import local
 
+    import nb2pipe
     from nb2pipe.kubeflow.ir import export
 
     top, images = built_pipelines

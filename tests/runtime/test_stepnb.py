@@ -5,10 +5,10 @@ from __future__ import annotations
 import ast
 
 import nbformat
+from nbbuild import make_nb
 
 from nb2pipe.compile.compiler import compile_notebook
 from nb2pipe.runtime.stepnb import LOAD_TAG, SAVE_TAG, build_step_notebook, own_cell_positions
-from nbbuild import make_nb
 
 CELLS = [
     ("setup", "import math"),                             # 1

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import nbformat
 import pytest
-
-from nb2pipe.store.cache import step_cache_key
-from nb2pipe.compile.compiler import compile_notebook
 from nbbuild import make_nb
+
+from nb2pipe.compile.compiler import compile_notebook
+from nb2pipe.store.cache import step_cache_key
 
 ENV = "env-fingerprint-1"
 SERIALIZERS = {"pickle": "1", "npy": "1", "parquet": "1"}

@@ -3,9 +3,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
-import shutil
 import stat
-import sys
 import tempfile
 from pathlib import Path
 
