@@ -30,7 +30,7 @@ LINES = 10_000
 
 
 def printing_linear(work: Path) -> Path:
-    cells = [(f"x0 = 0\nfor i in range(200):\n    print('step 0 line', i)", ["step:s00"])]
+    cells = [("x0 = 0\nfor i in range(200):\n    print('step 0 line', i)", ["step:s00"])]
     for k in range(1, PRINTING_STEPS):
         cells.append((f"x{k} = x{k - 1} + 1\nfor i in range(200):\n    print('step {k} line', i)", [f"step:s{k:02d}"]))
     return write_nb(work / "printing.ipynb", cells)
@@ -96,7 +96,7 @@ def main(argv=None) -> int:
 
         quiet, logged = alternate(quiet_cli, logged_cli, n)
         print(f"a step printing {LINES:,} lines, CLI:       ", fmt(quiet))
-        print(f"the same with --log-output:             ", fmt(logged))
+        print("the same with --log-output:             ", fmt(logged))
         results.append(("(h) --log-output / without", statistics.median(logged) / statistics.median(quiet), 1.2))
 
     print()

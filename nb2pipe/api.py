@@ -7,7 +7,7 @@ import os
 from typing import TYPE_CHECKING
 
 from nb2pipe.model.records import RunRecord
-from nb2pipe.store.workspace import DEFAULT_STORE, STORE_ENV, store_root  # noqa: F401  (public here too)
+from nb2pipe.store.workspace import store_root
 
 if TYPE_CHECKING:
     from nb2pipe.execution.plan import Plan

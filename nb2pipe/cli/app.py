@@ -6,7 +6,6 @@ errors.ExitCode; heavy modules are imported inside commands so that trivial invo
 
 from __future__ import annotations
 
-
 import click
 
 from nb2pipe import __version__
@@ -29,9 +28,9 @@ def main() -> None:
 
 
 def open_store(store, notebook):
-    from nb2pipe.store.workspace import store_root
     from nb2pipe.errors import UsageError
     from nb2pipe.store.runs import RunStore
+    from nb2pipe.store.workspace import store_root
 
     root = store_root(notebook, store)
     if not (root / "runs.db").exists():

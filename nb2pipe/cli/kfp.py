@@ -43,8 +43,8 @@ def submit_command(notebook, host, experiment, run_name, params, params_file, pa
     import os
 
     from nb2pipe.compile.compiler import check_notebook
-    from nb2pipe.errors import PipelineInvalid
     from nb2pipe.compile.parameters import parse_cli
+    from nb2pipe.errors import PipelineInvalid
     from nb2pipe.kubeflow.submit import submit
 
     given, text_names = parse_cli(params, params_yaml, params_file)

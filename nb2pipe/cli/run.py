@@ -23,7 +23,8 @@ def parameter_options(fn):
 def selection_options(fn):
     """The options that decide which steps a run covers and executes, shared by run and status."""
     fn = click.option("--strict", is_flag=True, help="Treat validation warnings as errors.")(fn)
-    fn = click.option("--from", "from_step", metavar="NAME", help="Rerun this step and everything downstream of it.")(fn)
+    fn = click.option("--from", "from_step", metavar="NAME",
+                      help="Rerun this step and everything downstream of it.")(fn)
     fn = click.option("--step", "steps", multiple=True, metavar="NAME",
                       help="Run just this step (repeatable), reusing stored upstream artifacts.")(fn)
     fn = click.option("--no-cache", is_flag=True, help="Execute every step even when a cached result exists.")(fn)

@@ -6,8 +6,7 @@ import json
 
 import click
 
-from nb2pipe.cli.app import main
-from nb2pipe.cli.app import Group, open_store, store_option
+from nb2pipe.cli.app import Group, main, open_store, store_option
 
 
 @main.group(cls=Group)

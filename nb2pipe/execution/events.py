@@ -5,8 +5,9 @@ README.md, "Run events"):
 
 * ``{"type": "run", "status": "running", "notebook", "steps": [...], "executor", "parameters",
   "reused": {step: {"run", "parameters"}}}`` when the run starts (``reused``: with ``--step``, the
-  upstream steps whose stored outputs it takes, from which run, made with which parameters), and ``{"type": "run", "status": "succeeded|failed|cancelled", "exit_code", "reason",
-  "duration", "metrics": [...]}`` when it ends (always the last event of a run);
+  upstream steps whose stored outputs it takes, from which run, made with which parameters), and
+  ``{"type": "run", "status": "succeeded|failed|cancelled", "exit_code", "reason", "duration",
+  "metrics": [...]}`` when it ends (always the last event of a run);
 * ``{"type": "step", "step", "status", "attempt", "duration", "cached", "error"}`` on every state
   change of a step: ``queued`` (at run start), ``running`` (each attempt), then one of
   ``succeeded``, ``failed``, ``cached``, ``skipped``, ``cancelled``;
@@ -28,7 +29,7 @@ import logging
 import queue
 import threading
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from nb2pipe.model.records import RunRecord, Status, StepRecord
 

@@ -22,9 +22,10 @@ containers, and cancelling one leaves the other alone. Executors are looked up b
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from nb2pipe.compile.notebook import Notebook
 from nb2pipe.model.records import ArtifactRef, StepError
@@ -83,20 +84,20 @@ class Executor(abc.ABC):
     def __init__(self, context: ExecutionContext):
         self.context = context
 
-    def prepare(self) -> None:
+    def prepare(self) -> None:  # noqa: B027  (a hook: doing nothing is the default)
         """Before the run is recorded: raise an Nb2pipeError for anything that makes it impossible."""
 
     def image_digest(self, step: str) -> str | None:
         """The image a step runs in, part of its cache key (None: this machine's environment)."""
         return None
 
-    def ahead(self, steps: list[ComponentSpec]) -> None:
+    def ahead(self, steps: list[ComponentSpec]) -> None:  # noqa: B027  (a hook: doing nothing is the default)
         """Hint: these steps will probably execute soon (most likely first)."""
 
-    def on_step_start(self, attempt: Attempt) -> None:
+    def on_step_start(self, attempt: Attempt) -> None:  # noqa: B027  (a hook: doing nothing is the default)
         """Hook: an attempt is about to start."""
 
-    def on_step_end(self, attempt: Attempt, error: StepError | None) -> None:
+    def on_step_end(self, attempt: Attempt, error: StepError | None) -> None:  # noqa: B027  (a hook: doing nothing is the default)
         """Hook: an attempt ended (error None: it succeeded)."""
 
     @abc.abstractmethod
@@ -111,5 +112,5 @@ class Executor(abc.ABC):
     def cancel(self) -> None:
         """Stop every attempt of this run now (called from any thread)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (a hook: doing nothing is the default)
         """Release everything (kernels, containers, threads); called once."""

@@ -11,7 +11,7 @@ without touching the others. Signals are a face's business (the CLI turns Ctrl-C
 from __future__ import annotations
 
 import threading
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from nb2pipe.errors import Nb2pipeError
 from nb2pipe.execution.events import EventBus
@@ -45,7 +45,7 @@ class Run:
         try:
             try:
                 self._scheduler.executor.prepare()
-            except BaseException as exc:
+            except BaseException:
                 self._scheduler.executor.close()
                 raise
             self._result = self._scheduler.run()

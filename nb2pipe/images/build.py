@@ -299,7 +299,7 @@ def build_image(notebook_path, tag: str | None = None, base_image: str | None = 
     from nb2pipe._version import __version__
     from nb2pipe.compile.compiler import compile_notebook
     from nb2pipe.images.requirements import analyse
-    from nb2pipe.store.location import store_root
+    from nb2pipe.store.workspace import store_root
 
     started = time.perf_counter()
     spec = spec or compile_notebook(notebook_path)

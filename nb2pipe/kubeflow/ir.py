@@ -60,7 +60,7 @@ def artifact_types_from_store(notebook_path, spec, store=None, warn=None) -> dic
     A value's type is known only once it has been computed, so the types come from the run store
     (read-only here: no store is created). Missing runs leave system.Artifact, with one warning.
     """
-    from nb2pipe.store.location import store_root
+    from nb2pipe.store.workspace import store_root
 
     root = store_root(notebook_path, store)
     wanted = [c for c in spec.steps if c.outputs]

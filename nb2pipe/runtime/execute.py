@@ -32,9 +32,7 @@ def execute_step(comp, step_nb, partial: Path, final: Path, out_dir: Path, km, *
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    from nb2pipe.runtime.engine import StepProgress
-
-    from nb2pipe.runtime.engine import ENGINE_NAME
+    from nb2pipe.runtime.engine import ENGINE_NAME, StepProgress
     from nb2pipe.runtime.failures import cell_error, early_exit, last_started_cell
     from nb2pipe.runtime.kernels import execute_in, kill_kernel
     from nb2pipe.runtime.stepio import DONE_MARKER

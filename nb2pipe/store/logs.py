@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from nb2pipe.errors import UsageError
 from nb2pipe.model.records import RunStatus, Status, StepRecord

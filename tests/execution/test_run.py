@@ -8,12 +8,12 @@ import time
 from pathlib import Path
 
 import pytest
+from nbbuild import by_name, cli, make_nb, start_cli, statuses
 
 import nb2pipe
 from nb2pipe.execution.run import RunTimeout
 from nb2pipe.model.records import RunStatus, Status
 from nb2pipe.store.runs import RunStore
-from nbbuild import by_name, cli, make_nb, start_cli, statuses
 
 pytestmark = pytest.mark.kernel
 
@@ -270,9 +270,8 @@ def test_live_table_shows_the_running_cell_and_a_moving_timer():
 
 
 def test_plan_says_why_each_step_would_run(tmp_path):
-    from nbbuild import build
-
     import nbformat
+    from nbbuild import build
 
     cells = [
         ("parameters", "n = 3\nscale = 2.0"),

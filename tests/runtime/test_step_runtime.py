@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import pytest
+from nbbuild import ROOT, cli_env, make_nb
 
 from nb2pipe.compile.compiler import compile_notebook
-from nbbuild import ROOT, cli_env, make_nb
 
 
 def runtime(*args, cwd=None) -> subprocess.CompletedProcess:
