@@ -253,3 +253,35 @@ def test_runtime_entry_point_is_lean():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('docker', 'kfp', 'sqlite3', 'rich')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_cells_and_output_of_a_step_in_a_container_are_events_and_logs(tmp_path, base_image):
+    """A step in a container is watched like a local one: cell and output events (through the
+    attempt folder's events.jsonl), its output.log, and cancel of this run only."""
+    nb = make_nb(tmp_path / "project", [
+        ("step:talk", "import sys, time\nfor i in range(3):\n    print('epoch', i, flush=True)\n    time.sleep(0.2)"),
+        (None, "print('warn', file=sys.stderr)\nx = 1"),
+        ("step:wait", "import time\nprint('waiting', flush=True)\ntime.sleep(120)\ny = x"),
+    ])
+    (tmp_path / "project").chmod(0o755)
+    run = nb2pipe.start(nb, store=tmp_path / "store", executor="docker", base_image=base_image)
+    seen: list[dict] = []
+    run.subscribe(seen.append)
+    deadline = time.monotonic() + 240
+    while not any(e["type"] == "output" and e["step"] == "wait" for e in seen):
+        assert time.monotonic() < deadline and not run.done(), [e for e in seen if e["type"] == "run"]
+        time.sleep(0.1)
+    run.cancel()
+    record = run.wait(timeout=60)
+    assert record.status == RunStatus.CANCELLED and record.step("talk").status.value == "succeeded"
+    cells = [(e["cell_index"], e["cells"]) for e in seen if e["type"] == "cell" and e["step"] == "talk"]
+    assert cells == [(1, 2), (2, 2)]
+    talk = "".join(e["text"] for e in seen if e["type"] == "output" and e["step"] == "talk")
+    assert talk == "epoch 0\nepoch 1\nepoch 2\nwarn\n"
+    log = tmp_path / "store" / "runs" / run.id / "talk" / "attempt-1" / "output.log"
+    assert log.read_text() == talk
+    assert [e["status"] for e in seen if e["type"] == "step" and e["step"] == "wait"][-1] == "cancelled"
+    deadline = time.monotonic() + 30
+    while containers_of(run.id):
+        assert time.monotonic() < deadline, "a container of the cancelled run is left"
+        time.sleep(0.5)
