@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from nbbuild import by_name, cli, make_nb, start_cli, statuses
+from nbbuild import cli, make_nb, start_cli, statuses
 
 import nb2pipe
 from nb2pipe.execution.run import RunTimeout
@@ -213,111 +213,6 @@ def test_cli_events_of_a_terminated_worker_end_with_cancelled(tmp_path):
     assert proc.returncode == 143
     assert lines[-1]["type"] == "run" and lines[-1]["status"] == "cancelled" and lines[-1]["exit_code"] == 143
     assert [e["status"] for e in lines if e["type"] == "step"][-1] == "cancelled"
-
-
-def test_logs_follow_a_running_step_until_it_ends(tmp_path):
-    nb = make_nb(tmp_path, [("step:ticker", "import time\nfor i in range(5):\n    print('tick', i, flush=True)\n"
-                                           "    time.sleep(0.4)")])
-    run = nb2pipe.start(nb, store=tmp_path / "store")
-    wait_until(lambda: any(e["type"] == "output" for e in run.events(timeout=0)), what="the first tick")
-    follower = start_cli("logs", run.id, "ticker", "-f", "--store", tmp_path / "store")
-    out, err = follower.communicate(timeout=60)
-    assert follower.returncode == 0, err
-    assert out == "".join(f"tick {i}\n" for i in range(5))
-    assert run.wait().status == RunStatus.SUCCEEDED
-
-
-def test_a_cached_step_shows_the_log_of_the_run_that_made_it(tmp_path):
-    nb = make_nb(tmp_path, PRINTS[:1])
-    first = nb2pipe.run(nb, store=tmp_path / "store")
-    second = nb2pipe.run(nb, store=tmp_path / "store")
-    assert by_name(second)["make"].status == Status.CACHED
-    shown = cli("logs", "latest", "make", "--store", tmp_path / "store")
-    assert shown.returncode == 0 and shown.stdout == "made 2\n"
-    assert first.id != second.id
-
-
-def test_log_output_prefixes_each_line_with_its_step(tmp_path):
-    nb = make_nb(tmp_path, PRINTS)
-    proc = cli("run", nb, "--store", tmp_path / "store", "--log-output", "--workers", "1")
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stderr.splitlines()
-    assert "[make] made 2" in lines and "[train] epoch 2" in lines and "[train] to stderr" in lines
-    assert "[report] z is 21" in lines
-    quiet = cli("run", nb, "--store", tmp_path / "store2")
-    assert "[train] epoch" not in quiet.stderr
-
-
-def test_live_table_shows_the_running_cell_and_a_moving_timer():
-    from rich.console import Console
-
-    from nb2pipe.cli.progress import LiveProgress
-
-    console = Console(record=True, width=80, force_terminal=True)
-    progress = LiveProgress(["a", "b"], console=console)
-    now = time.time()
-    progress({"type": "step", "id": "r", "time": now - 2.0, "step": "a", "status": "running", "attempt": 1,
-              "duration": None, "cached": False, "error": None})
-    progress({"type": "cell", "id": "r", "time": now, "step": "a", "attempt": 1, "cell_index": 3, "cells": 7,
-              "source_cell": 9, "cell_id": "x"})
-    console.print(progress._table())
-    text = console.export_text()
-    row = next(line for line in text.splitlines() if line.startswith("a "))
-    assert "running" in row and "cell 3/7" in row
-    seconds = float(row.split("running")[1].split("s")[0])
-    assert 1.9 <= seconds < 10
-    assert "queued" in next(line for line in text.splitlines() if line.startswith("b "))
-
-
-def test_plan_says_why_each_step_would_run(tmp_path):
-    import nbformat
-    from nbbuild import build
-
-    cells = [
-        ("parameters", "n = 3\nscale = 2.0"),
-        ("step:load", "data = list(range(n))"),
-        ("step:double", "doubled = [d * scale for d in data]"),
-        ("step:total cache:off", "total = sum(doubled)"),
-    ]
-    nb = make_nb(tmp_path, cells)
-    store = tmp_path / "store"
-    fresh = nb2pipe.plan(nb, store=store)
-    assert [(s.step, s.action, s.reason) for s in fresh.steps] == [
-        ("load", "run", "never run"), ("double", "run", "never run"), ("total", "run", "cache off (cache:off tag)")]
-    assert not store.exists()  # a plan creates no store
-    record = nb2pipe.run(nb, store=store)
-    assert record.status == RunStatus.SUCCEEDED
-    same = nb2pipe.plan(nb, store=store)
-    assert [(s.step, s.action) for s in same.steps] == [("load", "cached"), ("double", "cached"), ("total", "run")]
-    assert same.step("load").reason == f"unchanged since run {record.id}"
-    param = nb2pipe.plan(nb, {"scale": 3.0}, store=store)
-    assert [(s.step, s.action, s.reason) for s in param.steps][:2] == [
-        ("load", "cached", f"unchanged since run {record.id}"), ("double", "run", "parameter scale changed")]
-    upstream = nb2pipe.plan(nb, {"n": 4}, store=store)
-    assert upstream.step("load").reason == "parameter n changed"
-    assert upstream.step("double").reason == "upstream load runs first"
-    assert nb2pipe.plan(nb, store=store, cache=False).step("load").reason == "cache off (--no-cache)"
-    assert nb2pipe.plan(nb, store=store, from_step="double").step("double").reason == "--from double"
-    # The input of `double` changes when `load` ran with other parameters in a --step run.
-    assert nb2pipe.run(nb, {"n": 5}, store=store, steps=["load"]).status == RunStatus.SUCCEEDED
-    changed = nb2pipe.plan(nb, {"n": 5}, store=store)
-    assert [(s.step, s.action) for s in changed.steps][:2] == [("load", "cached"), ("double", "run")]
-    assert changed.step("double").reason == "input data changed"
-    assert nb2pipe.plan(nb, store=store, steps=["double"]).step("double").reason == "--step"
-    # Editing a step's code.
-    edited = build(cells)
-    edited.cells[2].source = "doubled = [d * scale * 1 for d in data]"
-    nb.write_text(nbformat.writes(edited))
-    code = nb2pipe.plan(nb, store=store)
-    assert code.step("double").reason == "code changed" and code.step("load").action == "cached"
-    # The CLI renders the same plan; `run --dry-run` too, and neither runs anything.
-    shown = cli("status", nb, "--store", store, "--json")
-    assert shown.returncode == 0, shown.stderr
-    assert json.loads(shown.stdout)["steps"][1] == {**json.loads(shown.stdout)["steps"][1], "reason": "code changed"}
-    dry = cli("run", nb, "--store", store, "--dry-run")
-    assert dry.returncode == 0 and "code changed" in dry.stdout and "nothing was run" in dry.stdout
-    with RunStore(store) as rs:
-        assert len(rs.list_runs()) == 2
 
 
 def test_prepare_failure_ends_the_run_and_wait_raises(tmp_path):
