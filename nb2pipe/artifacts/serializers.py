@@ -19,7 +19,7 @@ import types
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
-from nb2pipe.errors import Nb2pipeError, StoreIOError
+from nb2pipe.errors import Nb2pipeError, SerializationError, StoreIOError
 
 PICKLE_PROTOCOL = 5
 
@@ -31,10 +31,11 @@ _PARALLEL_HASH_MIN = 8 << 20
 _QUEUE_HASH_MIN = 64 << 10
 
 
-class UnsupportedValue(Exception):
+class UnsupportedValue(SerializationError):
     """Raised by ``Serializer.dump`` when its format cannot hold this particular value.
 
     The registry then tries the next matching serializer. Anything written so far is discarded.
+    Control flow between serializers: it only escapes as the step's serialization failure.
     """
 
 
@@ -189,8 +190,8 @@ class HashingWriter:
 # by value. So a pickle that would refer to __main__ is refused and falls through to cloudpickle.
 
 
-class _MainReference(Exception):
-    pass
+class _MainReference(UnsupportedValue):
+    """A pickle would refer to a class or function of __main__: plain pickle declines the value."""
 
 
 def _refuse_main_refs(self: Any, obj: Any) -> Any:
@@ -216,12 +217,13 @@ def _joblib_pickler_class() -> type:
 
 
 def _decline(exc: BaseException) -> UnsupportedValue:
-    return UnsupportedValue(str(exc) if isinstance(exc, _MainReference) else f"{type(exc).__name__}: {exc}")
+    return UnsupportedValue(f"{type(exc).__name__}: {exc}")
 
 
 @contextlib.contextmanager
 def _declining() -> Iterator[None]:
-    """A pickler's failure on this value means: try the next serializer (ours pass through)."""
+    """A pickler's failure on this value means: try the next serializer. Ours pass through: an
+    UnsupportedValue (such as _MainReference) declines as it is, any other stops the step."""
     try:
         yield
     except (Nb2pipeError, MemoryError):

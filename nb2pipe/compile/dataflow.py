@@ -17,6 +17,8 @@ import builtins
 import warnings
 from dataclasses import dataclass, field
 
+from nb2pipe.errors import Nb2pipeError
+
 # Names every IPython kernel provides; reading them never makes an input.
 IPYTHON_NAMES = frozenset(
     {"get_ipython", "display", "In", "Out", "exit", "quit", "_", "__", "___", "_i", "_ii", "_iii",
@@ -30,7 +32,11 @@ CODE_LINE_MAGICS = {"time": "exec", "prun": "exec", "debug": "exec", "timeit": "
 CODE_CELL_MAGICS = {"time": "exec", "prun": "exec", "capture": "exec", "debug": "exec", "timeit": "read"}
 
 
-class CellSyntaxError(Exception):
+class CellSyntaxError(Nb2pipeError):
+    """A cell is not valid Python (after IPython's transforms); `line` is 1-based, within the cell.
+
+    The compiler reports it as a diagnostic of the cell (exit 2)."""
+
     def __init__(self, message: str, line: int | None):
         super().__init__(message)
         self.line = line

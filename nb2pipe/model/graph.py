@@ -7,8 +7,12 @@ import graphlib
 import heapq
 from dataclasses import dataclass, field
 
+from nb2pipe.errors import Nb2pipeError
 
-class GraphCycle(Exception):
+
+class GraphCycle(Nb2pipeError):
+    """The steps' edges form a cycle; `cycle` is its path, producer before consumer (exit 2)."""
+
     def __init__(self, cycle: list[str]):
         super().__init__(" → ".join(cycle))
         self.cycle = cycle

@@ -12,7 +12,12 @@ from pathlib import Path
 import nbformat
 
 from nb2pipe.model.records import StepError
+from nb2pipe.runtime.stepio import StepOutputMissing, StepOutputUnserializable
 from nb2pipe.runtime.stepnb import SAVE_TAG, own_cell_positions
+
+# Why the step failed when its save cell raised one of stepio's own errors (by class name: that
+# is all that crosses the kernel boundary).
+_SAVE_CELL_REASONS = {StepOutputUnserializable.__name__: "serialization", StepOutputMissing.__name__: "error"}
 
 
 def cell_error(partial: Path, exc) -> StepError | None:
@@ -45,9 +50,8 @@ def cell_error(partial: Path, exc) -> StepError | None:
         cell_index = cell.metadata.get("nb2pipe", {}).get("source_cell")
         cell_id = cell.get("id") if cell_index is not None else None
         tags = cell.metadata.get("tags", [])
-        if SAVE_TAG in tags and ename in ("TypeError", "NameError") and str(evalue).startswith("step '"):
-            return StepError("serialization" if ename == "TypeError" else "error", evalue,
-                             None, None, ename, evalue, traceback)
+        if SAVE_TAG in tags and ename in _SAVE_CELL_REASONS:
+            return StepError(_SAVE_CELL_REASONS[ename], evalue, None, None, ename, evalue, traceback)
     where = f" at cell {cell_index}" if cell_index else ""
     if ename == "SystemExit":
         message = f"exited with sys.exit({evalue}){where}"

@@ -20,12 +20,16 @@ import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from nb2pipe.errors import ExitCode, Nb2pipeError
+
 # As nbclient does: keep step code out of the user's IPython history (and its sqlite lock).
 KERNEL_ARGS = ("--HistoryManager.hist_file=:memory:",)
 
 
-class KernelStartError(Exception):
-    pass
+class KernelStartError(Nb2pipeError):
+    """A kernel did not start, or the pool is shutting down (the step fails as kernel_died)."""
+
+    exit_code = ExitCode.KERNEL_DIED
 
 
 class KernelPool:

@@ -10,9 +10,23 @@ import json
 import math
 import os
 
+from nb2pipe.errors import ExitCode, Nb2pipeError, SerializationError
+
 # A step that skipped its save cell must not look like it produced outputs: the runner checks
 # this marker file, written last.
 DONE_MARKER = "done.json"
+
+
+# The save cell's errors reach the runner only as the kernel's ename/evalue text: these class
+# names are what runtime/failures.py recognises them by.
+class StepOutputMissing(Nb2pipeError, NameError):
+    """The step did not define a variable a downstream step reads."""
+
+    exit_code = ExitCode.STEP_FAILED
+
+
+class StepOutputUnserializable(SerializationError, TypeError):
+    """An output variable of the step cannot be stored as an artifact."""
 
 
 def load(manifest: dict, namespace: dict) -> None:
@@ -25,19 +39,18 @@ def load(manifest: dict, namespace: dict) -> None:
 def save(step: str, names: list[str], metrics: list[str], namespace: dict, out_dir: str) -> None:
     """Save the step's outputs and metrics from `namespace` into `out_dir`."""
     from nb2pipe.artifacts.values import save_outputs
-    from nb2pipe.errors import SerializationError
 
     missing = [n for n in names if n not in namespace]
     if missing:
-        raise NameError(
+        raise StepOutputMissing(
             f"step '{step}' did not define {', '.join(repr(n) for n in missing)}, which a "
             "downstream step reads (was its assignment skipped by a branch or an early exit?)"
         )
     try:
         save_outputs({n: namespace[n] for n in names}, out_dir)
     except SerializationError as exc:
-        # Re-raise as a plain exception so the notebook shows one clear line, not our internals.
-        raise TypeError(f"step '{step}' {exc}") from None
+        # Re-raised without its chain, so the notebook shows one clear line, not our internals.
+        raise StepOutputUnserializable(f"step '{step}' {exc}") from None
     report = {}
     for name in metrics:
         if name in namespace:
