@@ -25,6 +25,8 @@ import shutil
 import sys
 import tempfile
 
+from nb2pipe.store.files import write_json
+
 # Outputs every step has (metrics only when it has a `metrics` cell). Variables never take these
 # names: see output_name.
 EXECUTED_NOTEBOOK = "executed_notebook"
@@ -349,7 +351,4 @@ def _read_json(path: str):
 
 def _write_json(path: str, data) -> None:
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f)
-    os.replace(tmp, path)
+    write_json(path, data)
