@@ -6,10 +6,10 @@ step pays for them. Data moves by file reference only, never through notebook ou
 
 from __future__ import annotations
 
-import math
 import os
 
 from nb2pipe.errors import ExitCode, Nb2pipeError, SerializationError
+from nb2pipe.model.numbers import encode_float
 from nb2pipe.store.files import write_json
 
 # A step that skipped its save cell must not look like it produced outputs: the runner checks
@@ -66,11 +66,8 @@ def _metric(value):
     if isinstance(value, bool) or isinstance(value, (int, str)) or value is None:
         return {"value": value}
     if isinstance(value, float):
-        if math.isnan(value):
-            return {"value": "NaN", "flag": "nan"}
-        if math.isinf(value):
-            return {"value": "Infinity" if value > 0 else "-Infinity", "flag": "inf" if value > 0 else "-inf"}
-        return {"value": value}
+        text, flag = encode_float(value)
+        return {"value": text, "flag": flag} if flag else {"value": value}
     try:
         as_float = float(value)
     except (TypeError, ValueError):
