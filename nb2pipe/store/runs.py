@@ -29,6 +29,7 @@ from nb2pipe.model.records import (
     StepError,
     StepRecord,
 )
+from nb2pipe.store.processes import pid_alive
 
 DB_NAME = "runs.db"
 SCHEMA_VERSION = 1
@@ -142,18 +143,6 @@ def _notebook_key(notebook: str) -> str:
 
 def _dumps(value: object) -> str:
     return json.dumps(value, sort_keys=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
 
 
 class RunStore:
@@ -484,7 +473,7 @@ class RunStore:
                 "SELECT id, pid FROM runs WHERE status = ? AND host = ?",
                 (RunStatus.RUNNING.value, self.host),
             ).fetchall()
-        dead = [run_id for run_id, pid in candidates if not _pid_alive(pid or 0)]
+        dead = [run_id for run_id, pid in candidates if not pid_alive(pid or 0)]
         crashed: list[str] = []
         error = _dumps(StepError(reason="crashed", message="runner died").to_dict())
         for run_id in dead:
