@@ -11,7 +11,7 @@ fast; `dir(nb2pipe)` and tab completion still show all of it.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from nb2pipe._version import __version__
 
 # name -> module it lives in
 _PUBLIC = {

@@ -19,7 +19,16 @@ COMMAND = ("python3", "-m", "nb2pipe.step_runtime")
 
 def main(argv: list[str] | None = None) -> int:
     from nb2pipe.errors import Nb2pipeError
-    from nb2pipe.runtime.job import DEFAULT_SPEC, SPEC_ENV, JobError, exit_code, kernel_pool, load_spec, run_job, wait_for
+    from nb2pipe.runtime.job import (
+        DEFAULT_SPEC,
+        SPEC_ENV,
+        JobError,
+        exit_code,
+        kernel_pool,
+        load_spec,
+        run_job,
+        wait_for,
+    )
 
     parser = argparse.ArgumentParser(prog="python -m nb2pipe.step_runtime",
                                      description="Execute one nb2pipe step (inside a step container).")

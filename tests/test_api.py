@@ -6,12 +6,12 @@ import json
 import math
 
 import pytest
+from nbbuild import make_nb, run_nb, sha256_of, statuses
 
 import nb2pipe
 from nb2pipe.errors import NotebookReadError, PipelineInvalid, StoreError, UsageError
 from nb2pipe.model.records import RunStatus
 from nb2pipe.store.runs import RunStore
-from nbbuild import make_nb, run_nb, sha256_of, statuses
 
 PARAMS_NB = [
     ("parameters", "n = 3\nrate = 0.5\nname = 'abc'\nflag = False\nitems = [1, 2]\nopts = {'a': 1}\nnothing = None"),

@@ -56,12 +56,13 @@ def test_require_returns_the_module():
 
 
 def test_require_names_the_extra_when_the_package_is_missing(monkeypatch):
-    monkeypatch.setitem(sys.modules, "kfp", None)  # `import kfp` now raises ImportError
+    monkeypatch.setitem(sys.modules, "nb2pipe_fake_dep", None)  # importing it now raises ImportError
     with pytest.raises(MissingDependency) as info:
-        require("kfp.dsl", "kfp", "exporting to Kubeflow Pipelines")
+        require("nb2pipe_fake_dep.dsl", "fake", "exporting to Fake Pipelines")
     error = info.value
-    assert str(error) == "exporting to Kubeflow Pipelines needs the kfp package (fix: pip install 'nb2pipe[kfp]')"
-    assert (error.feature, error.package, error.extra) == ("exporting to Kubeflow Pipelines", "kfp", "kfp")
+    assert str(error) == ("exporting to Fake Pipelines needs the nb2pipe_fake_dep package "
+                          "(fix: pip install 'nb2pipe[fake]')")
+    assert (error.feature, error.package, error.extra) == ("exporting to Fake Pipelines", "nb2pipe_fake_dep", "fake")
     assert isinstance(error, UsageError) and error.exit_code == ExitCode.INVALID
     assert isinstance(error.__cause__, ImportError)
 

@@ -15,9 +15,7 @@ represent losslessly ends up pickled instead of silently changed.
 from __future__ import annotations
 
 import _thread
-import contextlib
 import io
-import json
 import os
 import re
 import sys
@@ -40,6 +38,7 @@ from nb2pipe.artifacts.serializers import (  # noqa: F401  (re-exported: the ser
 )
 from nb2pipe.errors import Nb2pipeError, SerializationError, StoreError, StoreIOError
 from nb2pipe.registry import Registry
+from nb2pipe.store.files import create_temp, remove_quietly, write_json
 from nb2pipe.store.objects import sha256_file
 
 ENTRY_POINT_GROUP = "nb2pipe.serializers"
@@ -206,36 +205,22 @@ def _check_name(name: Any, what: str) -> None:
         raise SerializationError(f"{what} name {name!r} is not a Python identifier")
 
 
-def _create_temp(out_dir: str, name: str) -> tuple[int, str]:
-    path = os.path.join(out_dir, f".{name}.{os.urandom(6).hex()}.tmp")
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o644)
-    except OSError as e:
-        raise StoreIOError(f"cannot create {path}: {e.strerror or e}") from e
-    return fd, path
-
-
-def _remove(path: str) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(path)
-
-
 def _dump_to_temp(name: str, value: Any, candidates: list[Any], out_dir: str) -> tuple[str, Any, str, int]:
     """Write ``value`` with the first candidate that accepts it; returns (temp, serializer, sha, size)."""
     reason = "no serializer accepts it"
     for serializer in candidates:
-        fd, tmp = _create_temp(out_dir, name)
+        fd, tmp = create_temp(out_dir, name)
         try:
             result = _dump_one(serializer, name, value, fd)
         except OSError as e:  # flushing on close
-            _remove(tmp)
+            remove_quietly(tmp)
             raise StoreIOError(f"cannot write {tmp}: {e.strerror or e}") from e
         except BaseException:
-            _remove(tmp)
+            remove_quietly(tmp)
             raise
         if isinstance(result, str):
             reason = result
-            _remove(tmp)
+            remove_quietly(tmp)
             continue
         return tmp, serializer, result[0], result[1]
     raise SerializationError(f"output {name!r} ({_type_label(value)}) cannot be serialized: {reason}; {_SETUP_FIX}")
@@ -263,21 +248,6 @@ def _dump_one(serializer: Any, name: str, value: Any, fd: int) -> tuple[str, int
         finally:
             writer.stop()
     return writer.hexdigest(), writer.size
-
-
-def _write_json_atomically(path: str, data: Any) -> None:
-    fd, tmp = _create_temp(os.path.dirname(path) or ".", "manifest")
-    try:
-        with open(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    except OSError as e:
-        _remove(tmp)
-        raise StoreIOError(f"cannot write {path}: {e.strerror or e}") from e
-    except BaseException:
-        _remove(tmp)
-        raise
 
 
 def save_outputs(
@@ -335,10 +305,10 @@ def save_outputs(
                 "size": size,
                 "type": f"{type(value).__module__}.{type(value).__qualname__}",
             }
-        _write_json_atomically(os.path.join(out_dir, MANIFEST_NAME), manifest)
+        write_json(os.path.join(out_dir, MANIFEST_NAME), manifest, indent=2, sort_keys=True, newline=True)
     except BaseException:
         for path in temps + finals:
-            _remove(path)
+            remove_quietly(path)
         raise
     return manifest
 

@@ -13,11 +13,14 @@ from pathlib import Path
 from nb2pipe.compile.dataflow import CellSyntaxError, StepFlow, literal_assignments, metric_names
 from nb2pipe.compile.notebook import Notebook, read_notebook
 from nb2pipe.compile.steps import StepSource, default_step_name, split_steps
-from nb2pipe.compile.tags import CODE, annotate
+from nb2pipe.compile.tags import CODE, METRICS_TAG, RAISES_EXCEPTION_TAG, SKIP_EXECUTION_TAG, annotate
 from nb2pipe.errors import Diagnostic, PipelineInvalid
 from nb2pipe.model.graph import GraphCycle, StepGraph, suggest
 from nb2pipe.model.names import kfp_name
 from nb2pipe.model.spec import CellSpec, ComponentSpec, InputSpec, ParameterSpec, PipelineSpec, StepOptions
+
+# Cell tags that change no step result: a cell reporting metrics computes the same values.
+_UNHASHED_TAGS = frozenset({METRICS_TAG})
 
 PARAMETER_TYPES = {int: "int", float: "float", str: "str", bool: "bool", list: "list", dict: "dict",
                    type(None): "NoneType"}
@@ -100,7 +103,7 @@ class Compiler:
         by_name = {c.name: c for c in components}
         for comp in components:
             comp.upstreams = sorted(graph.upstreams.get(comp.name, []), key=order.index)
-            comp.content_hash = comp.compute_hash(setup_cells, nb.kernel_name)
+            comp.content_hash = comp.compute_hash(setup_cells, nb.kernel_name, _UNHASHED_TAGS)
         spec = PipelineSpec(
             name=kfp_name(Path(self.path).stem),
             notebook=Path(self.path).name,
@@ -129,7 +132,7 @@ class Compiler:
             return CheckResult(self.path, None, self.diagnostics)
         name = default_step_name(self.path)
         comp = ComponentSpec(name, kfp_name(name), cells)
-        comp.content_hash = comp.compute_hash([], self.nb.kernel_name)
+        comp.content_hash = comp.compute_hash([], self.nb.kernel_name, _UNHASHED_TAGS)
         spec = PipelineSpec(kfp_name(Path(self.path).stem), Path(self.path).name,
                             self.nb.kernel_name, self.nb.language, steps=[comp])
         return CheckResult(self.path, spec, self.diagnostics, StepGraph([name]))
@@ -273,11 +276,11 @@ def _parameter_type(value) -> str | None:
 def _kept_tags(ann) -> list[str]:
     tags = []
     if ann.raises_exception:
-        tags.append("raises-exception")
+        tags.append(RAISES_EXCEPTION_TAG)
     if ann.skip_execution:
-        tags.append("skip-execution")
+        tags.append(SKIP_EXECUTION_TAG)
     if ann.metrics:
-        tags.append("metrics")
+        tags.append(METRICS_TAG)
     return tags
 
 

@@ -13,19 +13,33 @@ from dataclasses import dataclass, field
 from nb2pipe.errors import Diagnostic
 from nb2pipe.model.names import STEP_NAME_RULE, check_step_name
 
+# Tags other tools define, kept with their meaning.
+PARAMETERS_TAG = "parameters"  # papermill's parameters cell
+INJECTED_PARAMETERS_TAG = "injected-parameters"  # the cell papermill inserts after it
+RAISES_EXCEPTION_TAG = "raises-exception"  # nbclient: the cell may raise, execution goes on
+SKIP_EXECUTION_TAG = "skip-execution"  # nbclient: the cell is not run
+PAPERMILL_ERROR_TAG = "papermill-error-cell-tag"  # papermill's error banner cells
+METRICS_TAG = "metrics"
+
+# Tags of the cells nb2pipe generates in a step notebook (runtime/stepnb.py).
+SETUP_CELL_TAG = "nb2pipe-setup"
+INPUTS_CELL_TAG = "nb2pipe-inputs"
+IMPORTS_CELL_TAG = "nb2pipe-imports"
+OUTPUTS_CELL_TAG = "nb2pipe-outputs"
+
 # Roles a cell can play besides belonging to a step.
 CODE, PARAMETERS, SETUP, SKIP = "code", "parameters", "setup", "skip"
 
 ROLE_TAGS = {
-    "parameters": PARAMETERS,
+    PARAMETERS_TAG: PARAMETERS,
     "pipeline-parameters": PARAMETERS,  # Kale
     "setup": SETUP,
     "imports": SETUP,  # Kale
     "functions": SETUP,  # Kale
     "skip": SKIP,
 }
-METRICS_TAGS = {"metrics", "pipeline-metrics"}  # ours, Kale's
-NBCLIENT_TAGS = {"raises-exception", "skip-execution"}  # nbclient/nbval keep their meaning
+METRICS_TAGS = {METRICS_TAG, "pipeline-metrics"}  # ours, Kale's
+NBCLIENT_TAGS = {RAISES_EXCEPTION_TAG, SKIP_EXECUTION_TAG}  # nbclient/nbval keep their meaning
 STEP_PREFIXES = {"step": "step", "block": "step", "after": "after", "prev": "after"}
 OPTION_PREFIXES = ("image", "cpu", "memory", "gpu", "retries", "timeout", "cache", "limit")
 # Kale tags we accept but that only mean something on a Kubernetes cluster.
@@ -100,9 +114,9 @@ def annotate_cell(cell, index: int, path: str) -> tuple[CellAnnotation, list[Dia
             roles.append(ROLE_TAGS[tag])
         elif tag in METRICS_TAGS:
             ann.metrics = True
-        elif tag == "raises-exception":
+        elif tag == RAISES_EXCEPTION_TAG:
             ann.raises_exception = True
-        elif tag == "skip-execution":
+        elif tag == SKIP_EXECUTION_TAG:
             ann.skip_execution = True
         elif ":" in tag:
             prefix, _, value = tag.partition(":")

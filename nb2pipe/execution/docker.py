@@ -33,12 +33,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from nb2pipe.step_runtime import COMMAND as STEP_COMMAND
-from nb2pipe.images.daemon import DockerError, docker_client, explain
 from nb2pipe.errors import UsageError
 from nb2pipe.execution.executor import Attempt, ExecutionContext, Executor
+from nb2pipe.images.daemon import DockerError, docker_client, explain
 from nb2pipe.model.records import StepError
 from nb2pipe.model.spec import ComponentSpec
+from nb2pipe.step_runtime import COMMAND as STEP_COMMAND
+from nb2pipe.store.files import write_json
+from nb2pipe.store.processes import pid_alive
 
 LABEL = "org.nb2pipe"
 IN, OUT, NOTEBOOK, SPEC = "/nb2pipe/in", "/nb2pipe/out", "/nb2pipe/notebook", "/nb2pipe/pipeline.json"
@@ -136,9 +138,7 @@ class StepContainer:
 
                 shutil.copyfile(src, dst)
             entry["path"] = f"{IN}/{name}"
-        tmp = self.dir / "job.json.tmp"
-        tmp.write_text(json.dumps(job, allow_nan=True))
-        os.replace(tmp, self.dir / "job.json")
+        write_json(self.dir / "job.json", job)  # atomically: the container waits for it to appear
 
     def wait(self, timeout: float | None, emit) -> int | None:
         """0 once result.json is written (the step is over: its kernel is being reaped), else the
@@ -230,7 +230,7 @@ class DockerExecutor(Executor):
         self.base_image = context.options.get("base_image")
         self.build_log = context.options.get("build_log") or (lambda line: None)
         self.uid_gid = container_user(Path(context.notebook.folder))
-        self.user = "%d:%d" % self.uid_gid
+        self.user = f"{self.uid_gid[0]}:{self.uid_gid[1]}"
         self.client = None
         self.images: dict[str, str] = {}
         self.digests: dict[str, str] = {}
@@ -289,7 +289,7 @@ class DockerExecutor(Executor):
         for c in found:
             runner = (c.labels or {}).get(f"{LABEL}.runner", "")
             name, _, pid = runner.rpartition(":")
-            if name == host and pid.isdigit() and _alive(int(pid)):
+            if name == host and pid.isdigit() and pid_alive(int(pid)):
                 continue  # another run on this store is still going
             try:
                 c.remove(force=True)
@@ -411,17 +411,6 @@ class DockerExecutor(Executor):
     def close(self) -> None:
         self.kill_all()
         self._reaper.shutdown(wait=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-
 
 
 def current_image_digests(spec) -> dict[str, str]:

@@ -69,7 +69,7 @@ def make_plan(nb: Notebook, spec: PipelineSpec, parameters: dict, root: Path, *,
     from nb2pipe.store.workspace import Workspace
 
     digests = _image_digests(spec, executor)
-    serializers = {s.name: str(s.version) for s in artifacts.default_registry}
+    serializers = {s.name: str(s.version) for s in artifacts.default_registry.values()}
     with Workspace(root) as ws:
         env = fingerprint(ws.root)
         planner = _Planner(nb, spec, ws, parameters, env, serializers, digests, cache, forced, from_step, set(selected))

@@ -107,7 +107,7 @@ class Scheduler:
         self.available = self._reused_upstream_outputs(self.selected)
         env = runtime_info(workspace.root, notebook.folder, spec.kernel_name, executor=executor.name)
         self.env_fingerprint = env["env_fingerprint"]
-        self.serializer_versions = {s.name: str(s.version) for s in artifacts.default_registry}
+        self.serializer_versions = {s.name: str(s.version) for s in artifacts.default_registry.values()}
         self.record = RunRecord(
             id=run_id, notebook=notebook.path, notebook_sha256=notebook.sha256, spec_hash=spec.spec_hash,
             status=RunStatus.RUNNING, started=time.time(),
@@ -412,7 +412,7 @@ class Scheduler:
             if rec.status == Status.CACHED and rec.cached_from:
                 values = self._cached_metrics(rec)
             for name, entry in (values or {}).items():
-                metrics.append(_metric(name, entry))
+                metrics.append(Metric.from_dict({"name": name, "value": entry.get("value"), "flag": entry.get("flag")}))
         statuses = {r.status for r in run.steps}
         reasons = {r.error.reason for r in run.steps if r.error and r.status == Status.FAILED}
         if self._cancel is not None:
@@ -479,11 +479,3 @@ def default_workers(workers: int | None) -> int:
 def _any_failed(state: dict[str, Status]) -> bool:
     return any(s == Status.FAILED for s in state.values())
 
-
-def _metric(name: str, entry: dict) -> Metric:
-    value, flag = entry.get("value"), entry.get("flag")
-    if flag == "nan":
-        value = float("nan")
-    elif flag in ("inf", "-inf"):
-        value = float(flag)
-    return Metric(name, value, flag)

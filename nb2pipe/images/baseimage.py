@@ -22,6 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from nb2pipe.errors import UsageError
 from nb2pipe.images.daemon import DockerError, docker_client, explain
+from nb2pipe.images.reference import ImageRef
 
 DEFAULT_TAG_FMT = "nb2pipe-base:py{python}"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -163,14 +164,16 @@ def build_base_image(python: str | None = None, tag: str | None = None, mirror: 
 
 
 def _split_tag(tag: str) -> tuple[str, str]:
-    """repo[:tag] → (repo, tag); a colon before the last slash belongs to a registry port."""
-    name, _, version = tag.rpartition(":")
-    if not name or "/" in version:
-        name, version = tag, "latest"
-    if not re.fullmatch(r"[a-z0-9]+([._/:-][a-z0-9]+)*", name) or not re.fullmatch(r"[\w][\w.-]{0,127}", version):
+    """repo[:tag] → (repo, tag), docker's implicit "latest" when no tag is given."""
+    try:
+        ref = ImageRef.parse(tag)
+        ref.check()
+        if ref.digest:
+            raise ValueError("an imported image gets a tag, not a digest")
+    except ValueError:
         example = DEFAULT_TAG_FMT.format(python="3.11")
-        raise UsageError(f"invalid image tag {tag!r} (expected NAME[:TAG], e.g. {example})")
-    return name, version
+        raise UsageError(f"invalid image tag {tag!r} (expected NAME[:TAG], e.g. {example})") from None
+    return ref.repository, ref.tag_or_default
 
 
 def _public_url(url: str) -> str:

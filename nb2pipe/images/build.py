@@ -21,6 +21,7 @@ from pathlib import Path
 
 from nb2pipe.errors import Diagnostic, UsageError
 from nb2pipe.images.daemon import DockerError, docker_client, explain
+from nb2pipe.images.reference import ImageRef
 from nb2pipe.model.spec import ComponentSpec, PipelineSpec
 
 REPOSITORY_PREFIX = "nb2pipe-"
@@ -37,10 +38,8 @@ def step_image_tag(pipeline_image: str, comp: ComponentSpec) -> str:
     built FROM that base with the same layers (tag suffixed with the step's KFP name)."""
     if not comp.options.image:
         return pipeline_image
-    repo, _, tag = pipeline_image.rpartition(":")
-    if not repo or "/" in tag:  # no tag given: docker's implicit "latest"
-        repo, tag = pipeline_image, "latest"
-    return f"{repo}:{tag}-{comp.kfp_name}"[: len(repo) + 1 + 128]
+    ref = ImageRef.parse(pipeline_image)
+    return str(ref.with_tag(f"{ref.tag_or_default}-{comp.kfp_name}"[:128]))
 
 
 # --- build contexts ---------------------------------------------------------------------------
@@ -432,11 +431,9 @@ def _require_local_or_pull(client, image: str) -> None:
         return
     except ImageNotFound:
         pass
-    name, _, version = image.rpartition(":")
-    if not name or "/" in version:
-        name, version = image, "latest"
+    ref = ImageRef.parse(image)
     try:
-        client.images.pull(name, tag=version)
+        client.images.pull(ref.repository, tag=ref.digest or ref.tag_or_default)
     except APIError as exc:
         raise UsageError(f"base image '{image}' is not on this machine and cannot be pulled "
                          f"({explain(exc)}) (fix: build or load it first, or leave out --base-image to use "
@@ -499,9 +496,9 @@ def _build_failure(tag: str, step: str, output: list[str], detail: str) -> str:
 
 
 def _push(client, tag: str, log) -> list[str]:
-    name, _, version = tag.rpartition(":")
+    ref = ImageRef.parse(tag)
     errors = []
-    for chunk in client.images.push(name, tag=version, stream=True, decode=True):
+    for chunk in client.images.push(ref.repository, tag=ref.tag_or_default, stream=True, decode=True):
         if "error" in chunk:
             errors.append(chunk.get("errorDetail", {}).get("message") or chunk["error"])
     if errors:

@@ -265,12 +265,6 @@ def write_python(notebook_path, path, image=None, store=None, artifact_types=Non
 
 
 def _write_text(path, text: str) -> None:
-    from nb2pipe.errors import StoreIOError
+    from nb2pipe.store.files import write_text
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise StoreIOError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    write_text(path, text)

@@ -10,6 +10,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from nb2pipe.compile.tags import SKIP_EXECUTION_TAG
 from nb2pipe.errors import Diagnostic, PipelineInvalid
 from nb2pipe.runtime.kfp_executor import (
     EXECUTED_NOTEBOOK,
@@ -218,7 +219,7 @@ def _setup_parameters(spec) -> set[str]:
         return set()
     flow = StepFlow()
     for cell in spec.setup:
-        if "skip-execution" in cell.tags:
+        if SKIP_EXECUTION_TAG in cell.tags:
             continue
         try:
             flow.add_cell(cell.source, cell.index)

@@ -8,13 +8,13 @@ output and the Kubeflow export.
 from __future__ import annotations
 
 import enum
-import math
 import os
 import secrets
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Any
+
+from nb2pipe.model.numbers import decode_float, encode_float, nonfinite_flag
 
 MetricValue = int | float | bool | str
 
@@ -204,18 +204,6 @@ class StepRecord:
         )
 
 
-# Strict JSON has no NaN/Infinity, so non-finite floats travel as these strings plus a flag.
-_TEXT_OF_FLAG = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
-
-
-def _nonfinite_flag(value: Any) -> str | None:
-    if isinstance(value, float) and not math.isfinite(value):
-        if math.isnan(value):
-            return "nan"
-        return "inf" if value > 0 else "-inf"
-    return None
-
-
 @dataclass
 class Metric:
     """A scalar a run reported; ``flag`` marks a non-finite float ("nan", "inf", "-inf")."""
@@ -228,24 +216,18 @@ class Metric:
         # numpy scalars are not JSON-serializable; .item() gives the plain Python value.
         if not isinstance(self.value, (bool, int, float, str)) and hasattr(self.value, "item"):
             self.value = self.value.item()
-        derived = _nonfinite_flag(self.value)
+        derived = nonfinite_flag(self.value)
         if derived is not None:
             self.flag = derived
 
     def to_dict(self) -> dict:
-        value = self.value
-        if _nonfinite_flag(value) is not None:
-            value = _TEXT_OF_FLAG[self.flag]  # type: ignore[index]
-        return {"name": self.name, "value": value, "flag": self.flag}
+        value, flag = encode_float(self.value)
+        return {"name": self.name, "value": value, "flag": flag or self.flag}
 
     @classmethod
     def from_dict(cls, d: dict) -> Metric:
-        value = d["value"]
         flag = d.get("flag")
-        # Decode only flagged strings: a str metric that happens to read "NaN" stays a str.
-        if flag in _TEXT_OF_FLAG and isinstance(value, str):
-            value = float(flag)
-        return cls(name=d["name"], value=value, flag=flag)
+        return cls(name=d["name"], value=decode_float(d["value"], flag), flag=flag)
 
 
 @dataclass

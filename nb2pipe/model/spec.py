@@ -44,7 +44,7 @@ class CellSpec:
     index: int  # 1-based position in the source notebook
     id: str | None
     source: str
-    tags: list[str] = field(default_factory=list)  # raises-exception, skip-execution, metrics
+    tags: list[str] = field(default_factory=list)  # the nbclient tags and metrics (see compile/tags.py)
 
     @classmethod
     def from_dict(cls, d: dict) -> CellSpec:
@@ -120,14 +120,15 @@ class ComponentSpec:
             content_hash=d.get("content_hash", ""),
         )
 
-    def compute_hash(self, setup: list[CellSpec], kernel_name: str) -> str:
+    def compute_hash(self, setup: list[CellSpec], kernel_name: str, unhashed_tags: frozenset[str] = frozenset()) -> str:
         """Hash of what determines the step's results, given its inputs' contents.
 
-        Cell ids, positions, outputs and the run-only options (retries, timeout, cache,
-        resources) are left out: changing them must not invalidate a cached result.
+        Cell ids, positions, outputs, the cell tags in `unhashed_tags` (the compiler names
+        them) and the run-only options (retries, timeout, cache, resources) are left out:
+        changing them must not invalidate a cached result.
         """
         payload = {
-            "cells": [[c.source, sorted(t for t in c.tags if t != "metrics")] for c in self.cells],
+            "cells": [[c.source, sorted(t for t in c.tags if t not in unhashed_tags)] for c in self.cells],
             "setup": [c.source for c in setup],
             "imports": self.imports,
             "inputs": sorted((i.name, i.producer) for i in self.inputs),

@@ -11,10 +11,9 @@ atomically as `final`. The caller owns the kernel and discards it afterwards.
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from nb2pipe.model.records import StepError
 
@@ -36,6 +35,7 @@ def execute_step(comp, step_nb, partial: Path, final: Path, out_dir: Path, km, *
     from nb2pipe.runtime.failures import cell_error, early_exit, last_started_cell
     from nb2pipe.runtime.kernels import execute_in, kill_kernel
     from nb2pipe.runtime.stepio import DONE_MARKER
+    from nb2pipe.store.files import publish
 
     timed_out = threading.Event()
     timer = None
@@ -86,11 +86,3 @@ def _died(exc: Exception, comp, timeout, timed_out: bool, cancelled: bool) -> St
         return StepError("kernel_died", f"kernel died while running step '{comp.name}'")
     return StepError("error", f"{type(exc).__name__}: {exc}")
 
-
-def publish(partial: Path, final: Path) -> None:
-    """papermill wrote `partial` in place; once it is complete, make it `final` atomically."""
-    if not partial.exists():
-        return
-    with open(partial, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(partial, final)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import nbformat
 
+from nb2pipe.compile.tags import PAPERMILL_ERROR_TAG, RAISES_EXCEPTION_TAG, SKIP_EXECUTION_TAG
 from nb2pipe.model.records import StepError
 from nb2pipe.runtime.stepio import StepOutputMissing, StepOutputUnserializable
 from nb2pipe.runtime.stepnb import SAVE_TAG, own_cell_positions
@@ -35,7 +36,7 @@ def cell_error(partial: Path, exc) -> StepError | None:
     if nb is not None:
         # papermill inserted its error banner and anchor (markdown cells carrying its marker
         # tag) before writing the file; exc.cell_index counts the cells without them.
-        cells = [c for c in nb.cells if _PAPERMILL_ERROR_TAG not in c.metadata.get("tags", [])]
+        cells = [c for c in nb.cells if PAPERMILL_ERROR_TAG not in c.metadata.get("tags", [])]
         found = _first_real_error(cells)
         if found is None:
             nb.cells = cells  # no real error: drop papermill's misleading banner
@@ -73,7 +74,7 @@ def early_exit(comp, executed, run_save) -> StepError | None:
     if last_ran is None:
         return StepError("early_exit", f"step '{comp.name}' stopped before running its cells")
     idx = last_ran.metadata["nb2pipe"]["source_cell"]
-    runnable = [c for c in own if "skip-execution" not in c.metadata.get("tags", [])]
+    runnable = [c for c in own if SKIP_EXECUTION_TAG not in c.metadata.get("tags", [])]
     if runnable and last_ran is runnable[-1]:
         content = run_save(executed.cells[-1].source).get("content", {})
         if content.get("status") == "ok":
@@ -98,9 +99,6 @@ def last_started_cell(partial: Path) -> tuple[int | None, str | None]:
     return last
 
 
-_PAPERMILL_ERROR_TAG = "papermill-error-cell-tag"
-
-
 def _exc_cell(cells: list, exc):
     """The cell a PapermillExecutionError points at (its index counts no banner cells)."""
     index = getattr(exc, "cell_index", -1)
@@ -113,7 +111,7 @@ def _first_real_error(cells: list):
     for cell in cells:
         if cell.get("cell_type") != "code":
             continue
-        allowed = "raises-exception" in cell.metadata.get("tags", [])
+        allowed = RAISES_EXCEPTION_TAG in cell.metadata.get("tags", [])
         for out in cell.get("outputs", []):
             if out.get("output_type") != "error" or allowed:
                 continue
@@ -129,10 +127,10 @@ def _move_error_banner(nb, cell) -> None:
     """Point papermill's error banner and anchor at `cell` (papermill marked an allowed error)."""
     from papermill.execute import ERROR_ANCHOR_MSG, ERROR_MESSAGE_TEMPLATE
 
-    nb.cells = [c for c in nb.cells if _PAPERMILL_ERROR_TAG not in c.metadata.get("tags", [])]
+    nb.cells = [c for c in nb.cells if PAPERMILL_ERROR_TAG not in c.metadata.get("tags", [])]
     banner = nbformat.v4.new_markdown_cell(ERROR_MESSAGE_TEMPLATE % str(cell.get("execution_count")))
     anchor = nbformat.v4.new_markdown_cell(ERROR_ANCHOR_MSG)
-    banner.metadata["tags"] = [_PAPERMILL_ERROR_TAG]
-    anchor.metadata["tags"] = [_PAPERMILL_ERROR_TAG]
+    banner.metadata["tags"] = [PAPERMILL_ERROR_TAG]
+    anchor.metadata["tags"] = [PAPERMILL_ERROR_TAG]
     nb.cells.insert(nb.cells.index(cell), anchor)
     nb.cells.insert(0, banner)

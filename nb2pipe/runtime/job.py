@@ -2,8 +2,9 @@
 
     python -m nb2pipe.step_runtime --spec /opt/nb2pipe/pipeline.json --job /nb2pipe/job.json
 
-(`nb2pipe/step_runtime.py` is that entry point; this module holds the work.) The docker executor and the Kubeflow export both start every step container with this entry
-point, so a step runs the same code path in a container as on KFP. It imports only what running
+(`nb2pipe/step_runtime.py` is that entry point; this module holds the work.) The docker executor
+and the Kubeflow export both start every step container with this entry point, so a step runs the
+same code path in a container as on KFP. It imports only what running
 a notebook needs (papermill, nbformat, jupyter_client); never docker, kfp or the run store.
 With `--wait CWD` it boots its kernel first and then waits for the job file: the docker executor
 starts step containers ahead of need, so a step does not pay for interpreter and kernel start.
@@ -25,18 +26,17 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import threading
 import time
 
 from nb2pipe.errors import ExitCode, Nb2pipeError
+from nb2pipe.store.files import write_json
 
 SPEC_ENV = "NB2PIPE_SPEC"
 DEFAULT_SPEC = "/opt/nb2pipe/pipeline.json"
 KERNEL_NAME = "python3"  # the image's own ipykernel, whatever the notebook's kernelspec calls it
 
-EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_TIMEOUT, EXIT_KERNEL_DIED = 0, 1, 2, 124, 138
-_EXIT_OF_REASON = {"timeout": EXIT_TIMEOUT, "kernel_died": EXIT_KERNEL_DIED}
+_EXIT_OF_REASON = {"timeout": ExitCode.TIMEOUT, "kernel_died": ExitCode.KERNEL_DIED}
 
 
 class JobError(Nb2pipeError):
@@ -70,7 +70,8 @@ def run_job(spec, job: dict, kernels=None) -> dict:
     try:
         comp = spec.step(job["step"])
     except KeyError:
-        raise JobError(f"step {job.get('step')!r} is not in the pipeline (steps: {', '.join(spec.step_names)})") from None
+        raise JobError(f"step {job.get('step')!r} is not in the pipeline "
+                       f"(steps: {', '.join(spec.step_names)})") from None
     work = job["work_dir"]
     out_dir = os.path.join(work, "outputs")
     os.makedirs(out_dir, exist_ok=True)
@@ -84,7 +85,7 @@ def run_job(spec, job: dict, kernels=None) -> dict:
                   "error": error.to_dict() if error is not None else None}
         # Written before the kernel is reaped: the docker executor takes result.json as the end
         # of the step and removes the container in the background.
-        _write_json(os.path.join(work, "result.json"), result)
+        write_json(os.path.join(work, "result.json"), result)
     finally:
         pool.close(wait=True)
     return result
@@ -103,9 +104,9 @@ def kernel_pool(cwd: str):
 def _execute(spec, comp, job: dict, work: str, out_dir: str, pool):
     from pathlib import Path
 
+    from nb2pipe.model.records import StepError
     from nb2pipe.runtime.execute import execute_step
     from nb2pipe.runtime.kernels import KernelStartError
-    from nb2pipe.model.records import StepError
     from nb2pipe.runtime.stepnb import build_step_notebook
 
     step_nb = build_step_notebook(spec, comp, job.get("inputs") or {}, out_dir,
@@ -153,14 +154,7 @@ def wait_for(path: str, poll: float = 0.005) -> None:
         time.sleep(poll)
 
 
-def _write_json(path: str, data) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f)
-    os.replace(tmp, path)
-
-
 def exit_code(result: dict) -> int:
     if result["status"] == "succeeded":
-        return EXIT_OK
-    return _EXIT_OF_REASON.get((result.get("error") or {}).get("reason"), EXIT_FAILED)
+        return int(ExitCode.OK)
+    return int(_EXIT_OF_REASON.get((result.get("error") or {}).get("reason"), ExitCode.STEP_FAILED))

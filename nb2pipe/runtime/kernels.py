@@ -144,7 +144,7 @@ async def handshake(kc, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
         if not await kc.is_alive():
-            raise RuntimeError("kernel died before replying to kernel_info")
+            raise KernelStartError("kernel died before replying to kernel_info")
         msg_id = kc.kernel_info()
         try:
             while True:

@@ -25,6 +25,8 @@ import shutil
 import sys
 import tempfile
 
+from nb2pipe.store.files import write_json
+
 # Outputs every step has (metrics only when it has a `metrics` cell). Variables never take these
 # names: see output_name.
 EXECUTED_NOTEBOOK = "executed_notebook"
@@ -92,15 +94,13 @@ class _Published:
 
 def run_kfp(spec, step: str, executor_input_json: str) -> int:
     """Run `step` of `spec` for KFP; returns the process exit code (step_runtime's contract)."""
-    from nb2pipe.runtime.job import EXIT_INVALID, JobError
+    from nb2pipe.runtime.job import JobError
 
     try:
         return _run(spec, step, executor_input_json)
     except JobError as exc:
-        # Reported here: under `python -m nb2pipe.step_runtime` the caller's JobError is
-        # __main__.JobError, another class than this one.
         print(f"nb2pipe step runtime: {exc}", file=sys.stderr)
-        return EXIT_INVALID
+        return int(exc.exit_code)
 
 
 def _run(spec, step: str, executor_input_json: str) -> int:
@@ -349,7 +349,4 @@ def _read_json(path: str):
 
 def _write_json(path: str, data) -> None:
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f)
-    os.replace(tmp, path)
+    write_json(path, data)

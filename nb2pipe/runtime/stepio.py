@@ -6,11 +6,11 @@ step pays for them. Data moves by file reference only, never through notebook ou
 
 from __future__ import annotations
 
-import json
-import math
 import os
 
 from nb2pipe.errors import ExitCode, Nb2pipeError, SerializationError
+from nb2pipe.model.numbers import encode_float
+from nb2pipe.store.files import write_json
 
 # A step that skipped its save cell must not look like it produced outputs: the runner checks
 # this marker file, written last.
@@ -55,8 +55,8 @@ def save(step: str, names: list[str], metrics: list[str], namespace: dict, out_d
     for name in metrics:
         if name in namespace:
             report[name] = _metric(namespace[name])
-    _write_json(os.path.join(out_dir, "metrics.json"), report)
-    _write_json(os.path.join(out_dir, DONE_MARKER), {"step": step, "outputs": names})
+    write_json(os.path.join(out_dir, "metrics.json"), report, allow_nan=False)
+    write_json(os.path.join(out_dir, DONE_MARKER), {"step": step, "outputs": names}, allow_nan=False)
 
 
 def _metric(value):
@@ -66,20 +66,11 @@ def _metric(value):
     if isinstance(value, bool) or isinstance(value, (int, str)) or value is None:
         return {"value": value}
     if isinstance(value, float):
-        if math.isnan(value):
-            return {"value": "NaN", "flag": "nan"}
-        if math.isinf(value):
-            return {"value": "Infinity" if value > 0 else "-Infinity", "flag": "inf" if value > 0 else "-inf"}
-        return {"value": value}
+        text, flag = encode_float(value)
+        return {"value": text, "flag": flag} if flag else {"value": value}
     try:
         as_float = float(value)
     except (TypeError, ValueError):
         return {"value": None, "flag": f"not a scalar ({type(value).__name__})"}
     return _metric(as_float)
 
-
-def _write_json(path: str, data) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, allow_nan=False)
-    os.replace(tmp, path)

@@ -11,10 +11,19 @@ from __future__ import annotations
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
 
+from nb2pipe.compile.tags import (
+    IMPORTS_CELL_TAG,
+    INPUTS_CELL_TAG,
+    OUTPUTS_CELL_TAG,
+    PARAMETERS_TAG,
+    RAISES_EXCEPTION_TAG,
+    SETUP_CELL_TAG,
+    SKIP_EXECUTION_TAG,
+)
 from nb2pipe.model.spec import ComponentSpec, PipelineSpec
 
-OWN_CELL_TAGS = ("raises-exception", "skip-execution")
-LOAD_TAG, SAVE_TAG = "nb2pipe-inputs", "nb2pipe-outputs"
+OWN_CELL_TAGS = (RAISES_EXCEPTION_TAG, SKIP_EXECUTION_TAG)
+LOAD_TAG, SAVE_TAG = INPUTS_CELL_TAG, OUTPUTS_CELL_TAG
 
 
 def build_step_notebook(
@@ -44,17 +53,17 @@ def build_step_notebook(
 
     for i, c in enumerate(spec.setup):
         cell = new_code_cell(c.source, id=f"nb2pipe-setup-{i}")
-        cell.metadata["tags"] = ["nb2pipe-setup"]
+        cell.metadata["tags"] = [SETUP_CELL_TAG]
         cell.metadata["nb2pipe"] = {"source_cell": c.index}
         cells.append(cell)
     if spec.parameters:
-        generated("parameters", "\n".join(f"{p.name} = {p.default!r}" for p in spec.parameters), ["parameters"])
+        generated("parameters", "\n".join(f"{p.name} = {p.default!r}" for p in spec.parameters), [PARAMETERS_TAG])
     if inputs:
         manifest = {name: inputs[name] for name in sorted(inputs)}
         generated("inputs", f'__import__("nb2pipe.runtime.stepio", fromlist=["save"]).load({manifest!r}, globals())',
                   [LOAD_TAG])
     if comp.imports:
-        generated("imports", "\n".join(comp.imports), ["nb2pipe-imports"])
+        generated("imports", "\n".join(comp.imports), [IMPORTS_CELL_TAG])
     for c in comp.cells:
         cell = new_code_cell(c.source, id=_own_id(c, len(cells)))
         cell.metadata["tags"] = [t for t in c.tags if t in OWN_CELL_TAGS]
@@ -77,4 +86,4 @@ def _own_id(cell, position: int) -> str:
 def own_cell_positions(nb) -> list[int]:
     """Indices (0-based, in the step notebook) of the step's own cells."""
     return [i for i, c in enumerate(nb.cells) if "source_cell" in c.metadata.get("nb2pipe", {})
-            and "nb2pipe-setup" not in c.metadata.get("tags", [])]
+            and SETUP_CELL_TAG not in c.metadata.get("tags", [])]

@@ -8,6 +8,7 @@ and cell metadata of the notebook never reach the key.
 
 from __future__ import annotations
 
+from nb2pipe.model.numbers import nonfinite_flag
 from nb2pipe.model.spec import ComponentSpec, canonical_json, sha256_text
 
 CACHE_SCHEMA = 1
@@ -29,10 +30,9 @@ def step_cache_key(comp: ComponentSpec, parameters: dict, inputs: dict[str, str]
 
 def _jsonable(value):
     # Parameters are JSON types, but a float NaN/inf is legal in Python: keep it distinct.
-    if isinstance(value, float) and value != value:
-        return {"float": "nan"}
-    if isinstance(value, float) and value in (float("inf"), float("-inf")):
-        return {"float": str(value)}
+    flag = nonfinite_flag(value)
+    if flag is not None:
+        return {"float": flag}
     if isinstance(value, list):
         return [_jsonable(v) for v in value]
     if isinstance(value, dict):

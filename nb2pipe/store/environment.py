@@ -10,6 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from nb2pipe.errors import StoreIOError
+from nb2pipe.store.files import write_json
+
 
 def fingerprint(cache_dir: str | os.PathLike | None = None) -> str:
     """sha256 over the Python version and every installed distribution with its version.
@@ -34,11 +37,9 @@ def fingerprint(cache_dir: str | os.PathLike | None = None) -> str:
     value = hashlib.sha256(payload.encode()).hexdigest()
     if cache is not None:
         try:
-            tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({"stamp": stamp, "fingerprint": value}))
-            os.replace(tmp, cache)
-        except OSError:
-            pass
+            write_json(cache, {"stamp": stamp, "fingerprint": value})
+        except StoreIOError:
+            pass  # only a cache
     return value
 
 

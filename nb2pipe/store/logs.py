@@ -22,7 +22,8 @@ def _step(root: Path, run_ref: str, step: str) -> tuple[str, StepRecord, bool]:
     """(run id, the step's record, whether the run is still going)."""
     import socket
 
-    from nb2pipe.store.runs import RunStore, _pid_alive
+    from nb2pipe.store.processes import pid_alive
+    from nb2pipe.store.runs import RunStore
 
     if not (Path(root) / "runs.db").exists():
         raise UsageError(f"no runs recorded in {root} (run a pipeline first, or pass --store)")
@@ -31,7 +32,7 @@ def _step(root: Path, run_ref: str, step: str) -> tuple[str, StepRecord, bool]:
     rec = record.step(step)
     if rec is None:
         raise UsageError(f"run {record.id} has no step '{step}' (steps: {', '.join(s.name for s in record.steps)})")
-    live = record.status == RunStatus.RUNNING and (record.host != socket.gethostname() or _pid_alive(record.pid))
+    live = record.status == RunStatus.RUNNING and (record.host != socket.gethostname() or pid_alive(record.pid))
     return record.id, rec, live
 
 

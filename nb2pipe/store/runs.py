@@ -4,7 +4,7 @@ Concurrency model: WAL journal (readers never block the writer), one ``BEGIN IMM
 transaction per state change (the write lock is taken up front, so a transaction never fails
 half-way on a lock upgrade), and SQLite's busy timeout to queue writers from other processes.
 Within a process one connection is shared by all threads behind a lock, because the runner
-records step state changes from worker threads.
+records step state changes from worker threads. The tables and their migration are in schema.py.
 """
 
 from __future__ import annotations
@@ -29,108 +29,11 @@ from nb2pipe.model.records import (
     StepError,
     StepRecord,
 )
+from nb2pipe.store.processes import pid_alive
+from nb2pipe.store.schema import SCHEMA_VERSION, migrate  # noqa: F401  (SCHEMA_VERSION: re-exported)
 
 DB_NAME = "runs.db"
-SCHEMA_VERSION = 2
 DEFAULT_BUSY_TIMEOUT = 30.0
-
-# Applied in order under BEGIN IMMEDIATE; IF NOT EXISTS makes a lost race harmless.
-_SCHEMA = (
-    """
-    CREATE TABLE IF NOT EXISTS runs (
-        id              TEXT PRIMARY KEY,
-        notebook        TEXT NOT NULL,
-        notebook_key    TEXT NOT NULL,      -- realpath at creation: matches ./nb and nb alike
-        notebook_sha256 TEXT,
-        spec_hash       TEXT,
-        status          TEXT NOT NULL,
-        reason          TEXT,
-        started         REAL,
-        ended           REAL,
-        parameters      TEXT NOT NULL DEFAULT '{}',
-        environment     TEXT NOT NULL DEFAULT '{}',
-        pid             INTEGER,
-        host            TEXT,
-        exit_code       INTEGER
-    )
-    """,
-    "CREATE INDEX IF NOT EXISTS runs_by_started ON runs (started, id)",
-    "CREATE INDEX IF NOT EXISTS runs_by_notebook ON runs (notebook_key, started)",
-    "CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status)",
-    """
-    CREATE TABLE IF NOT EXISTS steps (
-        run_id          TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
-        name            TEXT NOT NULL,
-        position        INTEGER NOT NULL,   -- declaration order within the run
-        status          TEXT NOT NULL,
-        started         REAL,
-        ended           REAL,
-        duration        REAL,
-        cached          INTEGER NOT NULL DEFAULT 0,
-        attempts        INTEGER NOT NULL DEFAULT 0,
-        cache_key       TEXT,
-        spec_hash       TEXT,
-        parameters      TEXT NOT NULL DEFAULT '{}',
-        error           TEXT,               -- StepError as JSON
-        output_notebook TEXT,
-        cached_from     TEXT,
-        image_digest    TEXT,
-        PRIMARY KEY (run_id, name)
-    )
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS artifacts (
-        sha256     TEXT PRIMARY KEY,
-        size       INTEGER NOT NULL,
-        serializer TEXT NOT NULL,
-        type_name  TEXT NOT NULL
-    )
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS step_artifacts (
-        run_id        TEXT NOT NULL,
-        step          TEXT NOT NULL,
-        direction     TEXT NOT NULL CHECK (direction IN ('in', 'out')),
-        name          TEXT NOT NULL,
-        sha256        TEXT NOT NULL REFERENCES artifacts (sha256),
-        producer_step TEXT,
-        position      INTEGER NOT NULL,
-        PRIMARY KEY (run_id, step, direction, name),
-        FOREIGN KEY (run_id, step) REFERENCES steps (run_id, name) ON DELETE CASCADE
-    )
-    """,
-    "CREATE INDEX IF NOT EXISTS lineage_by_sha ON step_artifacts (sha256)",
-    "CREATE INDEX IF NOT EXISTS lineage_by_name ON step_artifacts (name, direction)",
-    """
-    CREATE TABLE IF NOT EXISTS metrics (
-        run_id   TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
-        name     TEXT NOT NULL,
-        value    TEXT NOT NULL,             -- JSON; non-finite floats as "NaN"/"Infinity" + flag
-        flag     TEXT,
-        position INTEGER NOT NULL,
-        PRIMARY KEY (run_id, name)
-    )
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS cache_index (
-        cache_key TEXT NOT NULL,
-        run_id    TEXT NOT NULL,
-        step      TEXT NOT NULL,
-        recorded  REAL NOT NULL,
-        PRIMARY KEY (cache_key, run_id, step),
-        FOREIGN KEY (run_id, step) REFERENCES steps (run_id, name) ON DELETE CASCADE
-    )
-    """,
-    "CREATE INDEX IF NOT EXISTS cache_by_key ON cache_index (cache_key, recorded)",
-)
-
-# Version N+1 from version N, in order (version 1 is _SCHEMA).
-_MIGRATIONS = {
-    2: (  # lineage: the parameters a step's inputs were made with, and the run each artifact came from
-        "ALTER TABLE steps ADD COLUMN input_parameters TEXT NOT NULL DEFAULT '{}'",
-        "ALTER TABLE step_artifacts ADD COLUMN source_run TEXT",
-    ),
-}
 
 _STEP_COLUMNS = (
     "name, status, started, ended, duration, cached, attempts, cache_key, spec_hash, "
@@ -150,18 +53,6 @@ def _notebook_key(notebook: str) -> str:
 
 def _dumps(value: object) -> str:
     return json.dumps(value, sort_keys=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
 
 
 class RunStore:
@@ -233,23 +124,8 @@ class RunStore:
         conn.execute("PRAGMA synchronous = NORMAL")
 
     def _migrate(self) -> None:
-        conn = self._conn
-        assert conn is not None
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version == SCHEMA_VERSION:
-            return
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"{self.db_path} has schema version {version}, newer than this nb2pipe "
-                f"understands ({SCHEMA_VERSION}); upgrade nb2pipe"
-            )
-        with self._write() as c:
-            # Re-read under the write lock: another process may have migrated meanwhile.
-            current = c.execute("PRAGMA user_version").fetchone()[0]
-            for target in range(current + 1, SCHEMA_VERSION + 1):
-                for statement in _SCHEMA if target == 1 else _MIGRATIONS[target]:
-                    c.execute(statement)
-            c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        assert self._conn is not None
+        migrate(self._conn, self._write, self.db_path)
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -495,7 +371,7 @@ class RunStore:
                 "SELECT id, pid FROM runs WHERE status = ? AND host = ?",
                 (RunStatus.RUNNING.value, self.host),
             ).fetchall()
-        dead = [run_id for run_id, pid in candidates if not _pid_alive(pid or 0)]
+        dead = [run_id for run_id, pid in candidates if not pid_alive(pid or 0)]
         crashed: list[str] = []
         error = _dumps(StepError(reason="crashed", message="runner died").to_dict())
         for run_id in dead:

@@ -12,9 +12,9 @@ import uuid
 from pathlib import Path
 
 import pytest
+from nbbuild import NB2PIPE, check_store, cli, cli_env, make_nb, sha256_of
 
 import nb2pipe
-from nbbuild import NB2PIPE, check_store, cli, cli_env, make_nb, sha256_of
 
 pytestmark = pytest.mark.kernel
 

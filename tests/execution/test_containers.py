@@ -16,13 +16,12 @@ import sys
 import time
 
 import pytest
+from nbbuild import NB2PIPE, ROOT, cli_env, make_nb
 
 import nb2pipe
 import nb2pipe.compile.compiler
 import nb2pipe.images.build
 from nb2pipe.model.records import RunStatus
-
-from nbbuild import NB2PIPE, ROOT, cli_env, make_nb
 
 pytestmark = [pytest.mark.docker, pytest.mark.kernel]
 
@@ -66,7 +65,8 @@ def test_example_in_containers_equals_local_run(example, base_image):
     assert docker.environment["executor"] == "docker"
     from nb2pipe.images.daemon import docker_client
 
-    image = docker_client().images.get(nb2pipe.images.build.default_tag(nb2pipe.compile.compiler.compile_notebook(example)))
+    spec = nb2pipe.compile.compiler.compile_notebook(example)
+    image = docker_client().images.get(nb2pipe.images.build.default_tag(spec))
     assert {s.image_digest for s in docker.steps} == {image.id}
     for s in docker.steps:  # the executed notebook of every step is kept, as locally
         assert (example.parent / "store-docker" / s.output_notebook).is_file()
@@ -213,7 +213,8 @@ def test_sigkilled_runner_containers_are_reaped_by_next_run(tmp_path, base_image
 
 def test_image_option_and_missing_image(tmp_path, base_image):
     nb = make_nb(tmp_path, [("step:a", "a = 41"), ("step:b", "b = a + 1")])
-    built = nb2pipe.images.build.build_image(nb, base_image=base_image, tag="nb2pipe-test-explicit:1", log=lambda line: None)
+    built = nb2pipe.images.build.build_image(nb, base_image=base_image, tag="nb2pipe-test-explicit:1",
+                                             log=lambda line: None)
     record = nb2pipe.run(nb, store=tmp_path / "store", executor="docker", image="nb2pipe-test-explicit:1")
     assert record.status == RunStatus.SUCCEEDED
     assert {s.image_digest for s in record.steps} == {built.image_id}

@@ -7,11 +7,11 @@ import math
 from pathlib import Path
 
 import pytest
+from nbbuild import by_name, check_store, executed_notebook, make_nb, run_nb, sha256_of, statuses
 
 import nb2pipe
 from nb2pipe.model.records import RunStatus, Status
 from nb2pipe.store.runs import RunStore
-from nbbuild import by_name, check_store, executed_notebook, make_nb, run_nb, sha256_of, statuses
 
 pytestmark = pytest.mark.kernel
 

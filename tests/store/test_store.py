@@ -514,12 +514,12 @@ def test_a_version_1_store_is_migrated_in_place(tmp_path):
     """Stores written before lineage was recorded open, keep their runs, and gain the columns."""
     import sqlite3
 
-    from nb2pipe.store import runs as runs_module
+    from nb2pipe.store import schema
 
     root = tmp_path / "old"
     root.mkdir()
     conn = sqlite3.connect(root / "runs.db")
-    for statement in runs_module._SCHEMA:
+    for statement in schema.STATEMENTS:
         conn.execute(statement)
     conn.execute("INSERT INTO runs (id, notebook, notebook_key, status, started) "
                  "VALUES ('r1', 'nb.ipynb', 'nb.ipynb', 'succeeded', 1.0)")
