@@ -7,7 +7,6 @@ import json
 import click
 
 from nb2pipe.cli.app import main
-from nb2pipe.registry import EXPORTERS as _EXPORTERS  # tiny: the exporters themselves load lazily
 
 
 @main.command("submit")
@@ -68,8 +67,8 @@ def submit_command(notebook, host, experiment, run_name, params, params_file, pa
 
 @main.command("export")
 @click.argument("notebook", type=click.Path(dir_okay=False))
-@click.option("--to", "target", type=click.Choice(sorted(_EXPORTERS)), default="kfp", show_default=True,
-              help="Pipeline format.")
+@click.option("--to", "target", default="kfp", show_default=True, metavar="FORMAT",
+              help="Pipeline format: kfp (Kubeflow Pipelines v2), or one a plugin adds.")
 @click.option("-o", "--output", metavar="FILE", help="Where to write the pipeline YAML ('-': stdout) "
               "[default: the notebook's path with .yaml].")
 @click.option("--image", metavar="IMAGE", help="Image the steps run in [default: the one `nb2pipe build` tags].")
@@ -83,7 +82,9 @@ def export_command(notebook, target, output, image, py, store):
     Each step becomes a task running its cells with papermill in the image of `nb2pipe build`;
     run `nb2pipe run` first so passed variables get typed artifacts (Dataset, Model).
     """
-    result = _EXPORTERS[target](notebook, output=output, image=image, py=py, store=store,
+    from nb2pipe.registry import EXPORTERS  # an unknown FORMAT is a UsageError naming the installed ones
+
+    result = EXPORTERS[target](notebook, output=output, image=image, py=py, store=store,
                                 warn=lambda message: click.echo(f"nb2pipe: warning: {message}", err=True))
     if result.path is None:
         click.echo(result.text, nl=False)

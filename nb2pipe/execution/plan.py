@@ -16,7 +16,7 @@ from pathlib import Path
 from nb2pipe.compile.notebook import Notebook
 from nb2pipe.model.records import ArtifactRef
 from nb2pipe.model.spec import ComponentSpec, PipelineSpec
-from nb2pipe.store.cache import _jsonable, step_cache_key
+from nb2pipe.store.cache import recorded_value, step_cache_key
 
 RUN, CACHED = "run", "cached"
 
@@ -160,7 +160,7 @@ class _Planner:
         if prev.spec_hash != comp.content_hash:
             reasons.append("code changed")
         for p in sorted(comp.parameters):
-            if p in self.parameters and prev.parameters.get(p) != _jsonable(self.parameters[p]):
+            if p in self.parameters and prev.parameters.get(p) != recorded_value(self.parameters[p]):
                 reasons.append(f"parameter {p} changed")
         before = {a.name: a.sha256 for a in prev.inputs}
         for n, sha in sorted(inputs.items()):

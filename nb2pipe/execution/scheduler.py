@@ -40,7 +40,7 @@ from nb2pipe.execution.executor import Attempt, Executor
 from nb2pipe.model.graph import StepGraph
 from nb2pipe.model.records import ArtifactRef, Metric, RunRecord, RunStatus, Status, StepError, StepRecord
 from nb2pipe.model.spec import ComponentSpec, PipelineSpec
-from nb2pipe.store.cache import _jsonable, step_cache_key
+from nb2pipe.store.cache import recorded_value, step_cache_key
 from nb2pipe.store.workspace import LOG_NAME, Workspace
 
 
@@ -167,7 +167,7 @@ class Scheduler:
         """The run's parameters as its results were made: a parameter none of this run's steps
         reads takes the value the reused artifacts were made with (`--step evaluate` after a run
         with `-p n_samples 3000` records n_samples=3000, not the default)."""
-        out = {k: _jsonable(v) for k, v in values.items()}
+        out = {k: recorded_value(v) for k, v in values.items()}
         read = {p for name in self.selected for p in self.spec.step(name).parameters}
         for lineage in self.reused.values():
             for name, value in lineage["parameters"].items():
@@ -232,7 +232,8 @@ class Scheduler:
                     state[name] = Status.RUNNING
                     rec.status, rec.started, rec.cache_key = Status.RUNNING, time.time(), key
                     rec.spec_hash = comp.content_hash
-                    rec.parameters = {p: _jsonable(self.parameters[p]) for p in comp.parameters if p in self.parameters}
+                    rec.parameters = {p: recorded_value(self.parameters[p])
+                                      for p in comp.parameters if p in self.parameters}
                     rec.inputs = list(inputs.values())
                     rec.input_parameters = self._input_parameters(comp, records)
                     rec.image_digest = self.executor.image_digest(name)

@@ -19,7 +19,8 @@ def step_cache_key(comp: ComponentSpec, parameters: dict, inputs: dict[str, str]
     payload = {
         "schema": CACHE_SCHEMA,
         "step": comp.content_hash,
-        "parameters": {name: _jsonable(parameters[name]) for name in sorted(comp.parameters) if name in parameters},
+        "parameters": {name: recorded_value(parameters[name])
+                       for name in sorted(comp.parameters) if name in parameters},
         "inputs": dict(sorted(inputs.items())),
         "env": env_fingerprint,
         "serializers": dict(sorted(serializer_versions.items())),
@@ -28,13 +29,14 @@ def step_cache_key(comp: ComponentSpec, parameters: dict, inputs: dict[str, str]
     return sha256_text(canonical_json(payload))
 
 
-def _jsonable(value):
-    # Parameters are JSON types, but a float NaN/inf is legal in Python: keep it distinct.
+def recorded_value(value):
+    """A parameter value as cache keys and records hold it: JSON, with a float NaN/inf (legal in
+    Python, not in strict JSON) kept distinct as {"float": flag}."""
     flag = nonfinite_flag(value)
     if flag is not None:
         return {"float": flag}
     if isinstance(value, list):
-        return [_jsonable(v) for v in value]
+        return [recorded_value(v) for v in value]
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): recorded_value(v) for k, v in value.items()}
     return value
