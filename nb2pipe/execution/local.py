@@ -30,7 +30,7 @@ class LocalExecutor(Executor):
 
     def prepare(self) -> None:
         from nb2pipe.errors import UsageError
-        from nb2pipe.runtime.kernels import available_kernels, kernel_installed
+        from nb2pipe.runtime.kernelspecs import available_kernels, kernel_installed
 
         kernel = self.context.spec.kernel_name
         if not kernel_installed(kernel):

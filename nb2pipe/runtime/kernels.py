@@ -188,12 +188,6 @@ def kill_kernel(km) -> None:
         pass
 
 
-def available_kernels() -> list[str]:
-    from jupyter_client.kernelspec import KernelSpecManager
-
-    return sorted(KernelSpecManager().find_kernel_specs())
-
-
 class Zygote:
     """Client side of the kernel fork server (see zygote.py)."""
 
@@ -334,14 +328,3 @@ def forked_kernel_manager(zygote: Zygote, kernel_name: str):
             self._reconcile_connection_info(prov.connection_info)
 
     return ForkedKernelManager(kernel_name=kernel_name)
-
-
-def kernel_installed(name: str) -> bool:
-    """Cheap check (no jupyter_client import) that a kernelspec exists."""
-    import importlib.util
-
-    from jupyter_core.paths import jupyter_path
-
-    if name == "python3" and importlib.util.find_spec("ipykernel") is not None:
-        return True  # ipykernel's native kernel, present even without a kernel.json on disk
-    return any(os.path.isfile(os.path.join(d, name, "kernel.json")) for d in jupyter_path("kernels"))
