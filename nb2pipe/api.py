@@ -35,13 +35,15 @@ def _prepared(path, parameters, strict: bool, text_parameters: frozenset[str], c
 def start(path: str | os.PathLike, parameters: dict | None = None, store=None, workers: int | None = None,
           cache: bool = True, steps: list[str] | None = None, from_step: str | None = None, executor: str = "local",
           *, fail_fast: bool = False, strict: bool = False, image: str | None = None, base_image: str | None = None,
-          build_log=None, _text_parameters: frozenset[str] = frozenset(), _checked=None) -> Run:
+          note: str | None = None, build_log=None, _text_parameters: frozenset[str] = frozenset(),
+          _checked=None) -> Run:
     """Start a run of a notebook's pipeline and return its handle at once.
 
     The run goes on in a thread of this process: `run.events()` / `run.subscribe(cb)` to watch it,
     `run.cancel()` to stop it (this run only), `run.wait()` for its RunRecord. executor="local"
     runs each step in a fresh kernel here; "docker" each in a container of the pipeline's image
-    (`image`, else built from this environment when missing or stale).
+    (`image`, else built from this environment when missing or stale). `note` is kept with the
+    run's record (`nb2pipe runs show`).
 
     Invalid input raises here (NotebookReadError, PipelineInvalid, UsageError), before anything
     runs; a failing step does not raise: look at the record's `status` and each step's `error`.
@@ -66,6 +68,7 @@ def start(path: str | os.PathLike, parameters: dict | None = None, store=None, w
                                    options={"image": image, "base_image": base_image, "build_log": build_log})
         bus = EventBus(run_id)
         scheduler = Scheduler(nb, spec, ws, executor_class(context), options, values, bus, run_id)
+        scheduler.record.note = note
     except BaseException:
         ws.close()
         raise

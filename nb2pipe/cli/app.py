@@ -1,10 +1,17 @@
 """The `nb2pipe` command group and what its command modules share.
 
 Errors nb2pipe understands become one line on stderr and the exit code of the contract in
-errors.ExitCode; heavy modules are imported inside commands so that trivial invocations stay fast.
+errors.ExitCode (and, for a command given `--json` or `--events`, also a JSON error object on
+stdout, so a program reading stdout always gets JSON); heavy modules are imported inside
+commands so that trivial invocations stay fast. Library loggers (papermill, nbclient,
+jupyter_client) are silenced here: what a step did is in its record, its log and the summary,
+never as stray lines such as "Kernel died while waiting for execute reply." after a Ctrl-C.
 """
 
 from __future__ import annotations
+
+import json
+import logging
 
 import click
 
@@ -14,17 +21,37 @@ from nb2pipe.errors import Nb2pipeError
 
 class Group(click.Group):
     def invoke(self, ctx):
+        words = {*getattr(ctx, "_protected_args", ()), *ctx.args}  # click empties them as it invokes
         try:
             return super().invoke(ctx)
         except Nb2pipeError as exc:
             click.echo(f"nb2pipe: {exc}", err=True)
+            if {"--json", "--events"} & words:
+                click.echo(json.dumps({"error": error_object(exc)}, indent=2, default=str))
             ctx.exit(int(exc.exit_code))
+
+
+def error_object(exc: Nb2pipeError) -> dict:
+    """An error as JSON: its message, kind and exit code, and the notebook problems, if any."""
+    out = {"type": type(exc).__name__, "message": str(exc), "exit_code": int(exc.exit_code)}
+    diagnostics = getattr(exc, "diagnostics", None)
+    if diagnostics:
+        out["problems"] = [d.to_dict() for d in diagnostics]
+    return out
+
+
+def quiet_libraries() -> None:
+    for name in ("papermill", "nbclient", "traitlets", "jupyter_client"):
+        log = logging.getLogger(name)
+        log.addHandler(logging.NullHandler())
+        log.propagate = False
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="nb2pipe")
 def main() -> None:
     """Turn tagged notebook cells into a pipeline of steps: inspect, validate, run, export."""
+    quiet_libraries()
 
 
 def open_store(store, notebook):

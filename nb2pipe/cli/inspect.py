@@ -19,6 +19,8 @@ from nb2pipe.errors import ExitCode
 @click.option("--strict", is_flag=True, help="Treat warnings (e.g. undefined names) as errors.")
 def inspect(notebook: str, as_json: bool, fmt: str, strict: bool) -> None:
     """Show the steps of NOTEBOOK: upstreams, inputs, outputs and options."""
+    if as_json and fmt != "text":
+        raise click.UsageError(f"--json prints the pipeline spec; it cannot be combined with --format {fmt}")
     from nb2pipe.compile.compiler import check_notebook
     from nb2pipe.errors import PipelineInvalid
 

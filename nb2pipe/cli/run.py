@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
@@ -62,11 +63,12 @@ def _checked(notebook: str, strict: bool, steps, from_step):
               "(papermill's flag).")
 @click.option("--events", "as_events", is_flag=True, help="Print the run's events as JSON lines on stdout (for a "
               "program watching the run; see README, 'Run events').")
+@click.option("--note", metavar="TEXT", help="A note kept with the run (shown by `runs show`).")
 @click.option("--dry-run", is_flag=True, help="Print what would execute and what would come from the cache, and "
               "why; run nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print only the run record as JSON.")
 def run(notebook, params, params_file, params_yaml, store, no_cache, steps, from_step, strict, workers, fail_fast,
-        executor, image, base_image, log_output, as_events, dry_run, as_json):
+        executor, image, base_image, log_output, as_events, note, dry_run, as_json):
     """Run NOTEBOOK's pipeline: each step in a fresh kernel (or container), independent steps in
     parallel, unchanged steps from the cache. The notebook itself is never modified."""
     import os
@@ -105,7 +107,8 @@ def run(notebook, params, params_file, params_yaml, store, no_cache, steps, from
     with progress_for(names if not steps else list(steps), quiet=quiet, log_output=log_output) as progress:
         handle = api.start(notebook, given, store=store, workers=workers, cache=not no_cache, steps=list(steps),
                            from_step=from_step, executor=executor, fail_fast=fail_fast, strict=strict, image=image,
-                           base_image=base_image, build_log=None if quiet else lambda line: click.echo(line, err=True),
+                           base_image=base_image, note=note,
+                           build_log=None if quiet else lambda line: click.echo(line, err=True),
                            _text_parameters=text_names, _checked=(nb, checked))
         if not quiet:
             _say_reused(handle, checked.spec)
@@ -114,7 +117,9 @@ def run(notebook, params, params_file, params_yaml, store, no_cache, steps, from
     if as_json:
         click.echo(json.dumps(record.to_dict(), indent=2, allow_nan=False))
     elif not as_events:
-        _summary(record)
+        from nb2pipe.store.workspace import store_root
+
+        _summary(record, checked.spec, store_root(notebook, store))
     sys.exit(record.exit_code or 0)
 
 
@@ -192,18 +197,31 @@ def logs(run_id, step, attempt, follow, notebook, store):
         sys.stdout.flush()
 
 
-def _summary(record) -> None:
+def _summary(record, spec=None, store_root=None) -> None:
+    """The run in a few lines on stdout (progress went to stderr): counts, each failure with its
+    cell and source line, where to look, and the metrics."""
+    from rich.text import Text
+
+    from nb2pipe.cli.show import console, failure_lines, metric_text, openable, seconds
     from nb2pipe.model.records import Status
 
+    out = console()
     counts: dict[str, int] = {}
     for s in record.steps:
         counts[s.status.value] = counts.get(s.status.value, 0) + 1
     took = (record.ended or 0) - (record.started or 0)
     parts = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-    click.echo(f"run {record.id}: {record.status.value} in {took:.2f}s ({parts})", err=True)
+    out.print(Text(f"run {record.id}: {record.status.value} in {seconds(took)} ({parts})"))
     for s in record.steps:
-        if s.status == Status.FAILED and s.error:
-            click.echo(f"  {s.name}: {s.error.message}; executed notebook: {s.output_notebook}", err=True)
+        if s.status != Status.FAILED or not s.error:
+            continue
+        (first, style), *context = failure_lines(s.error, spec)
+        out.print(Text(f"  {s.name} failed ", style="bold") + Text(first, style=style))
+        for text, style in context:
+            out.print(Text(text, style=style))
+        if s.output_notebook:
+            out.print(Text(f"    executed notebook: {openable(store_root, s.output_notebook)}"))
+            log = str(Path(s.output_notebook).parent / "output.log")
+            out.print(Text(f"    output: {openable(store_root, log)}"))
     if record.metrics:
-        click.echo("  metrics: " + ", ".join(f"{m.name}={m.value}" + (f" [{m.flag}]" if m.flag else "")
-                                             for m in record.metrics), err=True)
+        out.print(Text("  metrics: " + ", ".join(metric_text(m) for m in record.metrics)))

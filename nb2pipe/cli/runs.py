@@ -1,121 +1,348 @@
-"""`nb2pipe runs list|show|compare`: the recorded runs."""
+"""`nb2pipe runs list|show|compare|tag` and `nb2pipe open`: the recorded runs.
+
+Human output fits 80 columns when piped: ids are never cut (a run id can always be copied from
+`runs list`), long values end in an ellipsis, paths get lines of their own. `--json` keeps
+every value exact. A RUN is an id, a unique prefix of one, `latest` or `latest~N`.
+"""
 
 from __future__ import annotations
 
 import json
+import re
+import time
 
 import click
 
 from nb2pipe.cli.app import Group, main, open_store, store_option
+from nb2pipe.errors import UsageError
+
+DEFAULT_COLUMNS = "run,status,started,took,steps,parameters,metrics"
+COLUMNS = ("run", "notebook", "status", "started", "took", "steps", "cached", "parameters", "metrics", "tags",
+           "note")
 
 
 @main.group(cls=Group)
 def runs() -> None:
-    """List, show and compare recorded runs."""
+    """List, show, compare and tag recorded runs."""
+
+
+def parse_since(text: str) -> float:
+    """`30m`, `2h`, `3d`, `1w` ago, or a date / date-time (`2026-12-01`, `2026-12-01T14:30`)."""
+    found = re.fullmatch(r"(\d+)\s*([mhdw])", text.strip())
+    if found:
+        scale = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}[found.group(2)]
+        return time.time() - int(found.group(1)) * scale
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(text.strip()).timestamp()
+    except ValueError:
+        raise UsageError(f"--since {text!r}: give a duration (30m, 2h, 3d, 1w) or a date (2026-12-01, "
+                         "2026-12-01T14:30)") from None
+
+
+def _started(r) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started)) if r.started else ""
+
+
+def _cell(record, column: str) -> str:
+    from nb2pipe.cli.show import metric_text, number, seconds
+
+    if column == "run":
+        return record.id
+    if column == "notebook":
+        return record.notebook
+    if column == "status":
+        return record.status.value
+    if column == "started":
+        return _started(record)
+    if column == "took":
+        return seconds(record.ended - record.started) if record.ended and record.started else ""
+    if column == "steps":
+        return str(len(record.steps))
+    if column == "cached":
+        return str(sum(1 for s in record.steps if s.cached))
+    if column == "parameters":
+        return ", ".join(f"{k}={number(v)}" for k, v in record.parameters.items())
+    if column == "metrics":
+        return ", ".join(metric_text(m) for m in record.metrics)
+    if column == "tags":
+        return ", ".join(record.tags)
+    if column == "note":
+        return record.note or ""
+    if column.startswith("param:"):
+        value = record.parameters.get(column[6:])
+        return "" if value is None else number(value)
+    if column.startswith("metric:"):
+        found = next((m for m in record.metrics if m.name == column[7:]), None)
+        return "" if found is None else number(found.value)
+    raise UsageError(f"unknown column {column!r} (columns: {', '.join(COLUMNS)}, param:NAME, metric:NAME)")
 
 
 @runs.command("list")
 @store_option
-@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(1), default=50, show_default=True)
+@click.option("--tag", "tags", multiple=True, metavar="LABEL", help="Only runs with this label (repeatable: all).")
+@click.option("--status", "statuses", multiple=True, metavar="STATUS",
+              type=click.Choice(["running", "succeeded", "failed", "cancelled", "crashed"]),
+              help="Only runs in this state (repeatable: any).")
+@click.option("--since", metavar="WHEN", help="Only runs started since: 30m, 2h, 3d, 1w, or a date.")
+@click.option("--columns", default=DEFAULT_COLUMNS, show_default=True, metavar="COLS",
+              help=f"Comma-separated: {', '.join(COLUMNS)}, param:NAME, metric:NAME.")
 @click.option("--json", "as_json", is_flag=True)
-def runs_list(store, notebook, limit, as_json):
+def runs_list(store, notebook, limit, tags, statuses, since, columns, as_json):
     """Recorded runs, newest first."""
     with open_store(store, notebook) as rs:
-        records = rs.list_runs(limit=limit)
+        records = rs.list_runs(limit=limit, notebook=notebook, tags=list(tags), statuses=list(statuses),
+                               since=parse_since(since) if since else None)
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in records], indent=2, allow_nan=False))
         return
-    from rich.console import Console
     from rich.table import Table
 
-    table = Table(box=None)
-    for col in ("run", "notebook", "status", "started", "duration", "steps", "cached"):
-        table.add_column(col)
-    import time as _time
+    from nb2pipe.cli.show import console
 
-    for r in records:
-        took = f"{(r.ended - r.started):.2f}s" if r.ended and r.started else ""
-        table.add_row(r.id, r.notebook, r.status.value,
-                      _time.strftime("%Y-%m-%d %H:%M:%S", _time.localtime(r.started)) if r.started else "",
-                      took, str(len(r.steps)), str(sum(1 for s in r.steps if s.cached)))
-    Console().print(table)
+    wanted = [c.strip() for c in columns.split(",") if c.strip()]
+    rows = [[_cell(r, c) for c in wanted] for r in records]  # checks the columns even with no runs
+    if columns == DEFAULT_COLUMNS and rows:  # the default set leaves out what no run has
+        keep = [i for i, c in enumerate(wanted) if c == "run" or any(row[i] for row in rows)]
+        wanted, rows = [wanted[i] for i in keep], [[row[i] for i in keep] for row in rows]
+    table = Table(box=None, pad_edge=False)
+    for c in wanted:
+        # Identifiers and times never wrap nor shrink; free text ends in an ellipsis.
+        fixed = c in ("run", "status", "started", "took", "steps", "cached") or c.startswith(("param:", "metric:"))
+        table.add_column(c, no_wrap=True, overflow="ellipsis" if not fixed else "fold",
+                         min_width=None if not fixed else max([len(c)] + [len(r[wanted.index(c)]) for r in rows]))
+    for row in rows:
+        table.add_row(*row)
+    out = console()
+    out.print(table) if records else out.print("no runs" + (" match" if tags or statuses or since else ""))
 
 
 @runs.command("show")
-@click.argument("run_id", default="latest")
+@click.argument("run_id", metavar="RUN", default="latest")
 @store_option
+@click.option("--html", "html_dir", type=click.Path(file_okay=False), metavar="DIR",
+              help="Also write the run's executed step notebooks as HTML, with an index page, into DIR.")
 @click.option("--json", "as_json", is_flag=True)
-def runs_show(run_id, store, notebook, as_json):
-    """One run: parameters, metrics and every step (RUN is an id, a unique prefix or 'latest')."""
+def runs_show(run_id, store, notebook, html_dir, as_json):
+    """One run: parameters, metrics, every step, and where its notebooks and logs are."""
+    from nb2pipe.store.workspace import store_root
+
     with open_store(store, notebook) as rs:
         record = rs.get_run(run_id)
+    root = store_root(notebook, store)
+    if html_dir:
+        index = write_run_html(record, root, html_dir)
     if as_json:
         click.echo(json.dumps(record.to_dict(), indent=2, allow_nan=False))
         return
-    from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
-    console = Console()
-    took = f"{(record.ended - record.started):.2f}s" if record.ended and record.started else "-"
-    console.print(f"run {record.id}  {record.notebook}  [bold]{record.status.value}[/]  {took}"
-                  + (f"  exit {record.exit_code}" if record.exit_code is not None else ""), highlight=False)
-    if record.parameters:
-        console.print("parameters: " + escape(", ".join(f"{k}={v!r}" for k, v in record.parameters.items())),
-                      highlight=False)
-    if record.metrics:
-        console.print("metrics: " + escape(", ".join(f"{m.name}={m.value}" + (f" [{m.flag}]" if m.flag else "")
-                                                      for m in record.metrics)), highlight=False)
-    table = Table(box=None)
-    for col in ("step", "status", "duration", "attempts", "inputs", "outputs", "error"):
-        table.add_column(col, overflow="fold")
+    from nb2pipe.cli.show import console, failure_lines, metric_text, number, openable, seconds
+
+    out = console()
+    took = seconds(record.ended - record.started) if record.ended and record.started else "-"
+    out.print(Text(f"run {record.id}  ") + Text(record.status.value, style="bold")
+              + Text(f"  {took}" + (f"  exit {record.exit_code}" if record.exit_code is not None else "")))
+    env = record.environment
+    images = sorted({s.image_digest for s in record.steps if s.image_digest})
+    facts = [("notebook", record.notebook), ("started", _started(record)),
+             ("executor", env.get("executor") or ""), ("image", ", ".join(i[:19] for i in images)),
+             ("parameters", ", ".join(f"{k}={number(v)}" for k, v in record.parameters.items())),
+             ("metrics", ", ".join(metric_text(m) for m in record.metrics)),
+             ("tags", ", ".join(record.tags)), ("note", record.note or ""), ("reason", record.reason or "")]
+    for label, value in facts:
+        if value:
+            out.print(Text(f"{label + ':':12}{value}"))
+    table = Table(box=None, pad_edge=False)
+    table.add_column("step", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("took", no_wrap=True, justify="right")
+    table.add_column("try", no_wrap=True, justify="right")
+    table.add_column("outputs", overflow="ellipsis", no_wrap=True)
     for s in record.steps:
-        err = ""
-        if s.error:
-            err = s.error.message + (f" (cell {s.error.cell_index})" if s.error.cell_index else "")
-        table.add_row(escape(s.name), s.status.value + (" (cached)" if s.cached and s.status.value != "cached" else ""),
-                      f"{s.duration:.2f}s" if s.duration is not None else "", str(s.attempts),
-                      escape(", ".join(f"{a.name}:{a.sha256[:8]}" for a in s.inputs)),
-                      escape(", ".join(f"{a.name}:{a.sha256[:8]} {a.serializer} {_size(a.size)}" for a in s.outputs)),
-                      escape(err))
-    console.print(table)
-    failed = [s for s in record.steps if s.output_notebook and s.status.value == "failed"]
-    for s in failed:
-        console.print(f"executed notebook of {escape(s.name)}: {escape(s.output_notebook)}", highlight=False)
+        status = s.status.value
+        if s.cached and status != "cached":
+            status += " (cached)"
+        outputs = ", ".join(f"{a.name} {_size(a.size)}" for a in s.outputs)
+        table.add_row(s.name, status, seconds(s.duration), str(s.attempts), outputs)
+    out.print(table)
+    for s in record.steps:
+        if not s.output_notebook:
+            continue
+        out.print(Text(f"{s.name}:", style="bold"))
+        if s.error and s.status.value == "failed":
+            (first, style), *context = failure_lines(s.error)
+            out.print(Text("  failed ") + Text(first, style=style))
+        if s.output_notebook:
+            out.print(Text(f"  notebook: {openable(root, s.output_notebook)}"))
+            if s.attempts:
+                log = s.output_notebook.rsplit("/", 1)[0] + "/output.log"
+                out.print(Text(f"  output:   {openable(root, log)}"))
+        reused = {a.run_id for a in s.inputs if a.run_id and a.run_id != record.id}
+        if reused:
+            made = ", ".join(f"{k}={number(v)}" for k, v in s.input_parameters.items())
+            out.print(Text(f"  inputs from run {', '.join(sorted(reused))}" + (f" (made with {made})" if made else "")))
+    if html_dir:
+        out.print(Text(f"wrote {index}"))
 
 
 @runs.command("compare")
-@click.argument("run_a")
-@click.argument("run_b")
+@click.argument("run_ids", metavar="RUN RUN [RUN...]", nargs=-1, required=True)
 @store_option
 @click.option("--json", "as_json", is_flag=True)
-def runs_compare(run_a, run_b, store, notebook, as_json):
-    """Parameters and metrics of two runs side by side."""
+def runs_compare(run_ids, store, notebook, as_json):
+    """Parameters and metrics of runs side by side; a `*` marks what differs, and metrics show
+    their change from the first run."""
+    if len(run_ids) < 2:
+        raise click.UsageError("compare needs at least two runs")
     with open_store(store, notebook) as rs:
-        a, b = rs.get_run(run_a), rs.get_run(run_b)
-    # Metric dicts carry non-finite floats as "NaN"/"Infinity" text: strict JSON, and NaN == NaN.
-    ma = {m.name: m.to_dict()["value"] for m in a.metrics}
-    mb = {m.name: m.to_dict()["value"] for m in b.metrics}
-    rows = []
-    for kind, da, db in (("parameter", a.parameters, b.parameters), ("metric", ma, mb)):
-        for key in sorted(set(da) | set(db), key=lambda k: (k not in da, k)):
-            va, vb = da.get(key, "—"), db.get(key, "—")
-            rows.append({"kind": kind, "name": key, "a": va, "b": vb, "changed": va != vb})
+        records = [rs.get_run(r) for r in run_ids]
+    rows = compare_rows(records)
     if as_json:
-        click.echo(json.dumps({"a": a.id, "b": b.id, "rows": rows}, indent=2, default=str, allow_nan=False))
+        click.echo(json.dumps({"runs": [r.id for r in records], "rows": rows}, indent=2, default=str,
+                              allow_nan=False))
         return
-    from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(box=None)
-    for col in ("", "name", a.id, b.id):
-        table.add_column(col)
-    for r in rows:
-        style = "bold" if r["changed"] else ""
-        shown = [v if v == "—" else str(v) if r["kind"] == "metric" else repr(v) for v in (r["a"], r["b"])]
-        table.add_row(r["kind"], escape(r["name"]), escape(shown[0]), escape(shown[1]), style=style)
-    Console().print(table)
+    from nb2pipe.cli.show import console, number
+
+    out = console()
+    # Columns are lettered and the ids listed whole above: ids are never cut, the table fits.
+    letters = [chr(ord("A") + i) if i < 26 else f"R{i + 1}" for i in range(len(records))]
+    for letter, r in zip(letters, records):
+        out.print(Text(f"{letter}: {r.id}  {r.status.value}  {_started(r)}"))
+    table = Table(box=None, pad_edge=False)
+    table.add_column("", no_wrap=True, min_width=1)  # `*` marks a difference, also in a pipe
+    width = max([4] + [len(row["name"]) + 6 for row in rows])
+    table.add_column("name", no_wrap=True, min_width=min(width, 30), overflow="ellipsis")
+    for letter in letters:
+        table.add_column(letter, no_wrap=True, overflow="ellipsis")
+    for row in rows:
+        cells = []
+        for i, value in enumerate(row["values"]):
+            text = "—" if value is None else number(value)
+            delta = row.get("deltas", [None] * len(records))[i]
+            if delta is not None and i > 0:
+                text += f" ({'+' if delta >= 0 else ''}{number(delta)})"
+            cells.append(Text(text, style="bold" if row["changed"] else ""))
+        table.add_row("*" if row["changed"] else "", Text(f"{row['kind'][:5]} {row['name']}"), *cells)
+    out.print(table)
+
+
+def compare_rows(records) -> list[dict]:
+    """One row per parameter and metric: its value in each run (None: absent), whether they
+    differ, and for numeric metrics the change from the first run. Non-finite metric values are
+    their strict-JSON text ("NaN"), so NaN in two runs is no change."""
+    rows = []
+    tables = (("parameter", [r.parameters for r in records]),
+              ("metric", [{m.name: m.to_dict()["value"] for m in r.metrics} for r in records]))
+    for kind, dicts in tables:
+        names: list[str] = []
+        for d in dicts:
+            names += [k for k in d if k not in names]
+        for name in names:
+            values = [d.get(name) for d in dicts]
+            row = {"kind": kind, "name": name, "values": values, "changed": len({json.dumps(v) for v in values}) > 1}
+            if kind == "metric" and _numeric(values[0]):
+                row["deltas"] = [v - values[0] if _numeric(v) else None for v in values]
+            rows.append(row)
+    return rows
+
+
+def _numeric(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@runs.command("tag")
+@click.argument("run_id", metavar="RUN")
+@click.argument("label")
+@click.option("--remove", is_flag=True, help="Take the label off instead.")
+@store_option
+def runs_tag(run_id, label, remove, store, notebook):
+    """Label RUN (e.g. `baseline`, `paper-v2`) to find it again with `runs list --tag LABEL`."""
+    if not re.fullmatch(r"[\w.:/@+-]{1,64}", label):
+        raise UsageError(f"label {label!r}: use up to 64 letters, digits and . _ : / @ + -")
+    with open_store(store, notebook) as rs:
+        found = rs.tag_run(run_id, label, remove=remove)
+    click.echo(f"{'removed' if remove else 'tagged'} {found} {label}")
+
+
+@main.command("open")
+@click.argument("run_id", metavar="RUN")
+@click.argument("step")
+@click.option("--html", "as_html", is_flag=True, help="Convert it to HTML (beside it) and give that instead.")
+@click.option("--browser", is_flag=True, help="Also open it in the web browser (implies --html).")
+@store_option
+def open_step(run_id, step, as_html, browser, store, notebook):
+    """The executed notebook of STEP in RUN: prints its path (openable from here), or with
+    --browser shows it as HTML."""
+    from nb2pipe.cli.show import openable
+    from nb2pipe.store.workspace import store_root
+
+    with open_store(store, notebook) as rs:
+        record = rs.get_run(run_id)
+    rec = record.step(step)
+    if rec is None:
+        raise UsageError(f"run {record.id} has no step '{step}' (steps: {', '.join(record.step_names())})")
+    if not rec.output_notebook:
+        raise UsageError(f"step '{step}' of run {record.id} did not execute ({rec.status.value}): no notebook")
+    root = store_root(notebook, store)
+    path = root.resolve() / rec.output_notebook
+    if not path.exists():
+        raise UsageError(f"the executed notebook of '{step}' is missing from the store: "
+                         f"{openable(root, rec.output_notebook)}")
+    if as_html or browser:
+        from nb2pipe.runtime.html import notebook_html
+        from nb2pipe.store.files import write_text
+
+        html_path = path.with_suffix(".html")
+        write_text(html_path, notebook_html(path, step))
+        path = html_path
+    click.echo(openable(root, str(path.relative_to(root.resolve()))))
+    if browser:
+        import webbrowser
+
+        webbrowser.open(path.as_uri())
+
+
+def write_run_html(record, root, folder) -> str:
+    """Every executed step notebook of a run as HTML in `folder`, with an index page linking them
+    (status, duration, error); returns the index's path. Step names and errors are escaped."""
+    import html
+    from pathlib import Path
+
+    from nb2pipe.cli.show import seconds
+    from nb2pipe.runtime.html import notebook_html
+    from nb2pipe.store.files import write_text
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for s in record.steps:
+        link = ""
+        source = Path(root).resolve() / s.output_notebook if s.output_notebook else None
+        if source is not None and source.exists():
+            name = f"{re.sub(r'[^A-Za-z0-9_.-]', '_', s.name)}.html"
+            write_text(out / name, notebook_html(source, s.name))
+            link = f'<a href="{html.escape(name)}">notebook</a>'
+        error = html.escape(s.error.message) if s.error else ""
+        rows.append(f"<tr><td>{html.escape(s.name)}</td><td>{html.escape(s.status.value)}</td>"
+                    f"<td>{html.escape(seconds(s.duration))}</td><td>{link}</td><td>{error}</td></tr>")
+    metrics = "".join(f"<li>{html.escape(m.name)} = {html.escape(str(m.value))}</li>" for m in record.metrics)
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>nb2pipe run {html.escape(record.id)}</title>"
+            "<style>body{font-family:sans-serif;margin:2em}td,th{padding:.2em 1em;text-align:left}</style></head>"
+            f"<body><h1>run {html.escape(record.id)}: {html.escape(record.status.value)}</h1>"
+            f"<p>{html.escape(record.notebook)}</p>"
+            + (f"<h2>metrics</h2><ul>{metrics}</ul>" if metrics else "")
+            + "<h2>steps</h2><table><tr><th>step</th><th>status</th><th>took</th><th></th><th>error</th></tr>"
+            + "".join(rows) + "</table></body></html>")
+    index = out / "index.html"
+    write_text(index, page)
+    return str(index)
 
 
 def _size(n: int) -> str:

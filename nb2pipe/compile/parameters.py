@@ -20,9 +20,13 @@ def resolve_parameters(declared: list[ParameterSpec], given: dict, *, from_text:
     known = {p.name: p for p in declared}
     unknown = [n for n in given if n not in known]
     if unknown:
+        from nb2pipe.model.graph import suggest
+
         listing = ", ".join(f"{p.name} ({p.type})" for p in declared) or "none: the notebook has no parameters cell"
+        hints = [f"did you mean '{close}'?" for close in (suggest(n, list(known)) for n in unknown) if close]
         raise UsageError(f"unknown parameter{'s' if len(unknown) > 1 else ''} "
-                         f"{', '.join(repr(n) for n in unknown)}; known parameters: {listing}")
+                         f"{', '.join(repr(n) for n in unknown)}; " + (" ".join(hints) + " " if hints else "")
+                         + f"known parameters: {listing}")
     values = {p.name: p.default for p in declared}
     for name, value in given.items():
         values[name] = coerce(known[name], value, name in from_text)
@@ -43,7 +47,7 @@ def _from_text(kind: str, text: str):
     if kind == "str":
         return text
     if kind == "int":
-        return int(text.replace("_", ""))
+        return int(text.strip())  # Python's own rule: 1_000 is 1000, 1__0 and _1 are errors
     if kind == "float":
         return float(text)
     if kind == "bool":

@@ -107,7 +107,8 @@ class StepError:
     cell_id: str | None = None
     ename: str | None = None
     evalue: str | None = None
-    traceback: list[str] = field(default_factory=list)
+    traceback: list[str] = field(default_factory=list)  # plain text, no terminal colour codes
+    line: int | None = None  # 1-based line of the failing cell that raised, when known
 
     def to_dict(self) -> dict:
         return {
@@ -115,6 +116,7 @@ class StepError:
             "message": self.message,
             "cell_index": self.cell_index,
             "cell_id": self.cell_id,
+            "line": self.line,
             "ename": self.ename,
             "evalue": self.evalue,
             "traceback": list(self.traceback),
@@ -130,6 +132,7 @@ class StepError:
             ename=d.get("ename"),
             evalue=d.get("evalue"),
             traceback=list(d.get("traceback") or []),
+            line=d.get("line"),
         )
 
 
@@ -250,6 +253,8 @@ class RunRecord:
     pid: int = field(default_factory=os.getpid)
     host: str = field(default_factory=socket.gethostname)
     exit_code: int | None = None
+    note: str | None = None  # `nb2pipe run --note TEXT`
+    tags: list[str] = field(default_factory=list)  # `nb2pipe runs tag RUN LABEL`
 
     def __post_init__(self) -> None:
         self.status = RunStatus(self.status)
@@ -280,6 +285,8 @@ class RunRecord:
             "pid": self.pid,
             "host": self.host,
             "exit_code": self.exit_code,
+            "note": self.note,
+            "tags": list(self.tags),
         }
 
     @classmethod
@@ -300,4 +307,6 @@ class RunRecord:
             pid=int(d.get("pid", 0)),
             host=d.get("host", ""),
             exit_code=d.get("exit_code"),
+            note=d.get("note"),
+            tags=list(d.get("tags") or []),
         )

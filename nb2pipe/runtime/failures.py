@@ -7,6 +7,7 @@ cell in the source notebook's numbering and keep papermill's error banner pointi
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -52,13 +53,34 @@ def cell_error(partial: Path, exc) -> StepError | None:
         cell_id = cell.get("id") if cell_index is not None else None
         tags = cell.metadata.get("tags", [])
         if SAVE_TAG in tags and ename in _SAVE_CELL_REASONS:
-            return StepError(_SAVE_CELL_REASONS[ename], evalue, None, None, ename, evalue, traceback)
+            return StepError(_SAVE_CELL_REASONS[ename], evalue, None, None, ename, evalue,
+                             plain_traceback(traceback))
     where = f" at cell {cell_index}" if cell_index else ""
     if ename == "SystemExit":
         message = f"exited with sys.exit({evalue}){where}"
     else:
         message = f"{ename}: {evalue}{where}"
-    return StepError("error", message, cell_index, cell_id, ename, evalue, traceback)
+    plain = plain_traceback(traceback)
+    return StepError("error", message, cell_index, cell_id, ename, evalue, plain, failing_line(plain))
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+# IPython's frame header for code run from a cell: "Cell In[4], line 7" (older: "Input In [4]").
+_CELL_FRAME = re.compile(r"^(?:Cell In ?\[\d*\]|Input In ?\[\d*\]), line (\d+)", re.M)
+
+
+def plain_traceback(lines: list[str]) -> list[str]:
+    """The kernel's traceback without terminal colour codes (records and JSON hold plain text)."""
+    return [_ANSI.sub("", line) for line in lines]
+
+
+def failing_line(plain: list[str]) -> int | None:
+    """The line of the cell being run where the error was raised: the first cell frame."""
+    for entry in plain:
+        found = _CELL_FRAME.search(entry)
+        if found:
+            return int(found.group(1))
+    return None
 
 
 def early_exit(comp, executed, run_save) -> StepError | None:
@@ -80,7 +102,7 @@ def early_exit(comp, executed, run_save) -> StepError | None:
         if content.get("status") == "ok":
             return None
         return StepError("serialization", f"{content.get('ename')}: {content.get('evalue')}", None, None,
-                         content.get("ename"), content.get("evalue"), content.get("traceback", []))
+                         content.get("ename"), content.get("evalue"), plain_traceback(content.get("traceback", [])))
     return StepError("early_exit", f"step '{comp.name}' exited early (sys.exit) at cell {idx}; the cells "
                                    "after it did not run, so its outputs are missing",
                      idx, last_ran.get("id"), "SystemExit", "0")

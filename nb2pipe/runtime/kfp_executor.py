@@ -25,6 +25,7 @@ import shutil
 import sys
 import tempfile
 
+from nb2pipe.runtime.html import notebook_html
 from nb2pipe.store.files import write_json
 
 # Outputs every step has (metrics only when it has a `metrics` cell). Variables never take these
@@ -256,7 +257,7 @@ def _publish_notebook(work: str, comp, result: dict, artifacts: dict, published:
         path = _local_path(entry.get("uri", ""))
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         with open(path, "w", encoding="utf-8") as f:
-            f.write(_html(executed, comp.name))
+            f.write(notebook_html(executed, comp.name))
         published.add(artifacts, NOTEBOOK_HTML, dict(meta, format="html"))
     entry = _first(artifacts.get(EXECUTED_NOTEBOOK))
     if entry is not None:
@@ -281,21 +282,6 @@ def _unexecuted_notebook(spec, comp, job: dict, error: dict | None, path: str) -
         nbformat.write(nb, path)
     except Exception:  # best effort: the task fails with its message either way
         pass
-
-
-def _html(path: str, step: str) -> str:
-    try:
-        import nbformat
-        from nbconvert import HTMLExporter
-
-        body, _ = HTMLExporter().from_notebook_node(nbformat.read(path, as_version=4))
-        return body
-    except Exception as exc:  # the notebook artifact still holds everything
-        import html
-
-        return (f"<html><body><p>nb2pipe could not render the executed notebook of step "
-                f"'{html.escape(step)}' as HTML ({html.escape(type(exc).__name__)}: {html.escape(str(exc))}); "
-                "download the executed_notebook artifact instead.</p></body></html>")
 
 
 def _log_cell_output() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import sqlite3
 import threading
@@ -41,10 +42,11 @@ _STEP_COLUMNS = (
 )
 _RUN_COLUMNS = (
     "id, notebook, notebook_sha256, spec_hash, status, reason, started, ended, "
-    "parameters, environment, pid, host, exit_code"
+    "parameters, environment, pid, host, exit_code, note"
 )
 _NEWEST_FIRST = "ORDER BY started DESC, id DESC"
 _MAX_LISTED = 20
+_LATEST = re.compile(r"latest(?:~(\d+))?")
 
 
 def _notebook_key(notebook: str) -> str:
@@ -221,7 +223,7 @@ class RunStore:
             try:
                 c.execute(
                     f"INSERT INTO runs ({_RUN_COLUMNS}, notebook_key) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         run.id,
                         run.notebook,
@@ -236,6 +238,7 @@ class RunStore:
                         run.pid,
                         run.host,
                         run.exit_code,
+                        run.note,
                         _notebook_key(run.notebook),
                     ),
                 )
@@ -406,14 +409,58 @@ class RunStore:
             run_id = self._resolve(c, run_id_or_prefix)
             return self._load_runs(c, "WHERE id = ?", (run_id,))[0]
 
-    def list_runs(self, limit: int = 50, notebook: str | None = None) -> list[RunRecord]:
-        """Runs newest first, with their steps and metrics."""
-        where, args = "", ()
+    def list_runs(self, limit: int = 50, notebook: str | None = None, *, tags: list[str] | None = None,
+                  statuses: list[str] | None = None, since: float | None = None) -> list[RunRecord]:
+        """Runs newest first, with their steps and metrics; optionally only those of a notebook,
+        carrying every label in `tags`, in one of `statuses`, or started at or after `since`."""
+        clauses, args = [], ()
         if notebook is not None:
             where, args = self._notebook_filter(notebook)
-            where = "WHERE " + where
+            clauses.append(where)
+        for label in tags or []:
+            clauses.append("EXISTS (SELECT 1 FROM run_tags t WHERE t.run_id = runs.id AND t.label = ?)")
+            args += (label,)
+        if statuses:
+            clauses.append(f"runs.status IN ({', '.join('?' * len(statuses))})")
+            args += tuple(RunStatus(s).value for s in statuses)
+        if since is not None:
+            clauses.append("runs.started >= ?")
+            args += (since,)
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
         with self._read() as c:
             return self._load_runs(c, where, args, limit=limit)
+
+    def tag_run(self, run_ref: str, label: str, remove: bool = False) -> str:
+        """Add (or remove) a label on a run; returns the run's id."""
+        with self._write() as c:
+            run_id = self._resolve(c, run_ref)
+            if remove:
+                c.execute("DELETE FROM run_tags WHERE run_id = ? AND label = ?", (run_id, label))
+            else:
+                c.execute("INSERT OR IGNORE INTO run_tags (run_id, label) VALUES (?, ?)", (run_id, label))
+        return run_id
+
+    def record_image(self, notebook: str, spec_hash: str, tag: str, image_id: str,
+                     repo_digests: list[str] | None = None) -> None:
+        """Remember the image `nb2pipe build --tag` made for this version of the notebook."""
+        with self._write() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO images (notebook_key, spec_hash, tag, image_id, repo_digests, built) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (_notebook_key(notebook), spec_hash, tag, image_id, _dumps(list(repo_digests or [])), time.time()),
+            )
+
+    def built_image(self, notebook: str, spec_hash: str) -> dict | None:
+        """The newest image recorded for this version of the notebook, pushed ones first."""
+        with self._read() as c:
+            row = c.execute(
+                "SELECT tag, image_id, repo_digests, built FROM images WHERE notebook_key = ? AND spec_hash = ? "
+                "ORDER BY repo_digests != '[]' DESC, built DESC LIMIT 1",
+                (_notebook_key(notebook), spec_hash),
+            ).fetchone()
+        if row is None:
+            return None
+        return {"tag": row[0], "image_id": row[1], "repo_digests": json.loads(row[2]), "built": row[3]}
 
     def lookup_cache(self, cache_key: str) -> StepRecord | None:
         """The newest succeeded step recorded under ``cache_key``, with its outputs.
@@ -546,10 +593,15 @@ class RunStore:
         )
 
     def _resolve(self, c: sqlite3.Connection, ref: str) -> str:
-        if ref == "latest":
-            row = c.execute(f"SELECT id FROM runs {_NEWEST_FIRST} LIMIT 1").fetchone()
+        """A run id from what a user typed: the id, a unique prefix, `latest` or `latest~N` (the
+        Nth run before the newest, as git's HEAD~N)."""
+        back = _LATEST.fullmatch(ref or "")
+        if back:
+            n = int(back.group(1) or 0)
+            row = c.execute(f"SELECT id FROM runs {_NEWEST_FIRST} LIMIT 1 OFFSET ?", (n,)).fetchone()
             if row is None:
-                raise UsageError("no run matches 'latest'")
+                total = c.execute("SELECT count(*) FROM runs").fetchone()[0]
+                raise UsageError(f"no run matches {ref!r} (the store has {total} run{'s' if total != 1 else ''})")
             return row[0]
         if not ref:
             raise UsageError("no run matches ''")
@@ -580,7 +632,7 @@ class RunStore:
         runs = []
         for row in c.execute(query, args).fetchall():
             (rid, notebook, nb_sha, spec_hash, status, reason, started, ended,
-             parameters, environment, pid, host, exit_code) = row
+             parameters, environment, pid, host, exit_code, note) = row
             metrics = [
                 Metric.from_dict({"name": n, "value": json.loads(v), "flag": f})
                 for n, v, f in c.execute(
@@ -605,6 +657,9 @@ class RunStore:
                     pid=pid,
                     host=host,
                     exit_code=exit_code,
+                    note=note,
+                    tags=[t for (t,) in c.execute(
+                        "SELECT label FROM run_tags WHERE run_id = ? ORDER BY label", (rid,))],
                 )
             )
         return runs

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from nb2pipe.errors import StoreError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Applied in order under BEGIN IMMEDIATE; IF NOT EXISTS makes a lost race harmless.
 STATEMENTS = (
@@ -111,6 +111,28 @@ MIGRATIONS = {
     2: (  # lineage: the parameters a step's inputs were made with, and the run each artifact came from
         "ALTER TABLE steps ADD COLUMN input_parameters TEXT NOT NULL DEFAULT '{}'",
         "ALTER TABLE step_artifacts ADD COLUMN source_run TEXT",
+    ),
+    3: (  # runs people can find again (a note, labels), and the images `nb2pipe build` made
+        "ALTER TABLE runs ADD COLUMN note TEXT",
+        """
+        CREATE TABLE IF NOT EXISTS run_tags (
+            run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            label  TEXT NOT NULL,
+            PRIMARY KEY (run_id, label)
+        )
+        """,
+        "CREATE INDEX IF NOT EXISTS tags_by_label ON run_tags (label)",
+        """
+        CREATE TABLE IF NOT EXISTS images (
+            notebook_key TEXT NOT NULL,     -- realpath of the notebook the image was built for
+            spec_hash    TEXT NOT NULL,     -- the pipeline version it holds
+            tag          TEXT NOT NULL,     -- what `nb2pipe build --tag` named it
+            image_id     TEXT NOT NULL,
+            repo_digests TEXT NOT NULL DEFAULT '[]',  -- JSON: what --push gave
+            built        REAL NOT NULL,
+            PRIMARY KEY (notebook_key, spec_hash, tag)
+        )
+        """,
     ),
 }
 

@@ -172,19 +172,21 @@ def test_json_output_runs_commands_and_notebook_relative_paths(tmp_path):
 
     compared = cli("runs", "compare", record["id"], record2["id"], "--store", store, "--json")
     assert compared.returncode == 0, explain(compared)
-    rows = {(r["kind"], r["name"]): r for r in strict_json(compared.stdout)["rows"]}
-    assert rows[("parameter", "scale")] == {"kind": "parameter", "name": "scale", "a": 2, "b": 3, "changed": True}
-    assert rows[("metric", "accuracy")]["a"] == 1.0 and rows[("metric", "accuracy")]["b"] == 1.5
+    report = strict_json(compared.stdout)
+    assert report["runs"] == [record["id"], record2["id"]]
+    rows = {(r["kind"], r["name"]): r for r in report["rows"]}
+    assert rows[("parameter", "scale")] == {"kind": "parameter", "name": "scale", "values": [2, 3], "changed": True}
+    assert rows[("metric", "accuracy")]["values"] == [1.0, 1.5] and rows[("metric", "accuracy")]["deltas"] == [0, 0.5]
     assert rows[("metric", "samples")]["changed"] is False
     # NaN in both runs is no change; non-finite values are strict JSON text.
-    assert rows[("metric", "loss")] == {"kind": "metric", "name": "loss", "a": "NaN", "b": "NaN", "changed": False}
-    assert rows[("metric", "ratio")]["a"] == "Infinity" and rows[("metric", "ratio")]["changed"] is False
+    assert rows[("metric", "loss")] == {"kind": "metric", "name": "loss", "values": ["NaN", "NaN"], "changed": False}
+    assert rows[("metric", "ratio")]["values"][0] == "Infinity" and rows[("metric", "ratio")]["changed"] is False
     assert cli("runs", "compare", record["id"], record2["id"], "--store", store).returncode == 0
 
-    # Without --json the summary goes to stderr and stdout stays empty.
+    # Without --json the summary goes to stdout (`run NB > summary.txt`), progress to stderr.
     quiet = cli("run", nb, "--store", store, cwd=elsewhere)
-    assert quiet.returncode == 0 and quiet.stdout == ""
-    assert "succeeded" in quiet.stderr
+    assert quiet.returncode == 0 and quiet.stdout.startswith("run ") and "succeeded" in quiet.stdout
+    assert ": cached" in quiet.stderr and "run " + quiet.stdout.split()[1] not in quiet.stderr
     missing = cli("runs", "show", "nope", "--store", store)
     assert missing.returncode == 2 and "no run matches" in missing.stderr
 
@@ -287,11 +289,20 @@ def test_failing_step_exit_1_with_json_and_fail_fast(tmp_path):
     err = steps_of(record)["b"]["error"]
     assert (err["cell_index"], err["ename"], err["evalue"]) == (2, "ZeroDivisionError", "nope")
 
-    # Text mode names the failed step, its cell and its notebook on stderr.
-    text = cli("run", nb, "--store", store)
+    # Text mode: progress on stderr; the summary on stdout names the failed step, its cell and
+    # line, shows the failing line with its neighbours, and paths that open from here.
+    text = cli("run", nb, "--store", store, cwd=tmp_path)
     assert text.returncode == 1
-    assert "b: ZeroDivisionError: nope" in text.stderr and "at cell 2" in text.stderr
-    assert "step.ipynb" in text.stderr
+    assert "b: failed" in text.stderr and "ZeroDivisionError: nope at cell 2" in text.stderr
+    lines = text.stdout.splitlines()
+    assert "  b failed at cell 2 [c2], line 2: ZeroDivisionError: nope" in lines
+    assert "          1 | y = x" in lines and "    -->   2 | raise ZeroDivisionError('nope')" in lines
+    shown = next(line.split(": ", 1)[1] for line in lines if "executed notebook:" in line)
+    assert (tmp_path / shown).is_file() and not Path(shown).is_absolute()
+    log = next(line.split(": ", 1)[1] for line in lines if line.strip().startswith("output:"))
+    assert (tmp_path / log).is_file()
+    assert "\x1b" not in json.dumps(record["steps"][1]["error"]["traceback"])  # plain text in JSON
+    assert err["line"] == 2
 
     ff = cli("run", nb, "--store", store, "--json", "--fail-fast", "--workers", "1", "--no-cache")
     assert ff.returncode == 1
