@@ -15,12 +15,15 @@ from nb2pipe.errors import ExitCode
 @click.argument("notebook", type=click.Path(dir_okay=False))
 @click.option("--base-image", metavar="IMAGE", help="Base image [default: python:X.Y-slim when it is on this machine "
               "or can be pulled, else nb2pipe-base:pyX.Y, built by `nb2pipe base-image` when missing].")
-@click.option("--tag", metavar="NAME:TAG", help="Image name [default: nb2pipe-<pipeline>:<spec hash>].")
+@click.option("--tag", metavar="NAME:TAG", help="Image name, e.g. REGISTRY/NAME:TAG for a cluster to pull "
+              "[default: nb2pipe-<pipeline>:<spec hash>, local only]. Recorded in the store for export and submit.")
 @click.option("--requirements", "requirements", type=click.Path(dir_okay=False, exists=True),
               help="Extra pip requirements for imports no installed distribution provides.")
 @click.option("--push", is_flag=True, help="Push the image(s) to their registry afterwards.")
+@click.option("--store", type=click.Path(file_okay=False), help="Run store the image is recorded in "
+              "[default: as for `nb2pipe run`].")
 @click.option("--json", "as_json", is_flag=True, help="Print the build result as JSON.")
-def build(notebook, base_image, tag, requirements, push, as_json):
+def build(notebook, base_image, tag, requirements, push, store, as_json):
     """Build the container image NOTEBOOK's steps run in, from the environment it runs in here.
 
     The steps' imports are pinned to the versions installed here (plus what the step runtime
@@ -41,6 +44,9 @@ def build(notebook, base_image, tag, requirements, push, as_json):
         raise PipelineInvalid(checked.diagnostics)
     result = build_image(notebook, tag=tag, base_image=base_image, requirements=requirements, push=push,
                          spec=checked.spec, log=lambda line: click.echo(line, err=True))
+    from nb2pipe.images.recorded import record_build
+
+    record_build(notebook, checked.spec, result, store)  # `export` and `submit` use it
     if as_json:
         data = asdict(result)
         data["warnings"] = [w.to_dict() for w in result.warnings]

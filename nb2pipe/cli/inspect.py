@@ -10,17 +10,29 @@ import click
 from nb2pipe.cli.app import main
 from nb2pipe.errors import ExitCode
 
+FORMATS = ("text", "tree", "mermaid", "dot", "svg", "png")
+
 
 @main.command()
 @click.argument("notebook", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the pipeline spec as JSON.")
-@click.option("--format", "fmt", type=click.Choice(["text", "mermaid", "dot"]), default="text",
-              show_default=True, help="Picture of the step graph.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
+              help="text: the DAG as a tree and the step table; tree: the DAG only; mermaid, dot: for docs; "
+                   "svg, png: a picture (with -o FILE).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Write the picture (or text) to FILE instead of stdout.")
+@click.option("--run", "run_id", metavar="RUN", help="Colour each step by its status in RUN (tree, svg, png).")
+@click.option("--store", type=click.Path(file_okay=False), help="Store of --run [default: beside the notebook].")
 @click.option("--strict", is_flag=True, help="Treat warnings (e.g. undefined names) as errors.")
-def inspect(notebook: str, as_json: bool, fmt: str, strict: bool) -> None:
-    """Show the steps of NOTEBOOK: upstreams, inputs, outputs and options."""
+def inspect(notebook: str, as_json: bool, fmt: str, output: str | None, run_id: str | None, store: str | None,
+            strict: bool) -> None:
+    """Show the steps of NOTEBOOK: the DAG, upstreams, inputs, outputs and options."""
     if as_json and fmt != "text":
         raise click.UsageError(f"--json prints the pipeline spec; it cannot be combined with --format {fmt}")
+    if fmt == "png" and not output:
+        raise click.UsageError("--format png writes an image: give -o FILE.png")
+    if run_id and fmt in ("mermaid", "dot") or run_id and as_json:
+        raise click.UsageError("--run colours the tree, svg and png formats only")
     from nb2pipe.compile.compiler import check_notebook
     from nb2pipe.errors import PipelineInvalid
 
@@ -30,20 +42,40 @@ def inspect(notebook: str, as_json: bool, fmt: str, strict: bool) -> None:
     if result.errors or result.spec is None:
         raise PipelineInvalid(result.diagnostics)
     spec = result.spec
+    statuses = _statuses(notebook, store, run_id) if run_id else None
     if as_json:
-        click.echo(spec.to_json(), nl=False)
-    elif fmt == "mermaid":
-        from nb2pipe.compile.render import mermaid
+        return _emit(spec.to_json(), output)
+    if fmt == "text" and not output:
+        from nb2pipe.compile.render import text_table, tree
 
-        click.echo(mermaid(spec), nl=False)
-    elif fmt == "dot":
-        from nb2pipe.compile.render import dot
+        click.echo(tree(spec, statuses), nl=False)
+        click.echo()
+        return text_table(spec)
+    from nb2pipe.compile import drawing, render
 
-        click.echo(dot(spec), nl=False)
-    else:
-        from nb2pipe.compile.render import text_table
+    make = {"text": render.tree, "tree": render.tree, "mermaid": lambda s, _: render.mermaid(s),
+            "dot": lambda s, _: render.dot(s), "svg": drawing.svg, "png": drawing.png}[fmt]
+    _emit(make(spec, statuses), output)
+    if output:
+        click.echo(f"wrote {output}", err=True)
 
-        text_table(spec)
+
+def _statuses(notebook: str, store: str | None, run_id: str) -> dict[str, str]:
+    from nb2pipe.cli.app import open_store
+    from nb2pipe.execution.events import step_event_status
+
+    with open_store(store, notebook) as rs:
+        record = rs.get_run(run_id)
+    return {s.name: step_event_status(s) for s in record.steps}
+
+
+def _emit(content: str | bytes, output: str | None) -> None:
+    if output is None:
+        click.echo(content, nl=False)
+        return
+    from nb2pipe.store.files import write_bytes
+
+    write_bytes(output, content if isinstance(content, bytes) else content.encode("utf-8"))
 
 
 @main.command()

@@ -28,9 +28,11 @@ from nb2pipe.cli.app import main
 @click.option("--token-env", default="KF_PIPELINES_TOKEN", show_default=True, metavar="VAR",
               help="Environment variable holding a bearer token (never a flag: it would stay in shell history).")
 @click.option("--strict", is_flag=True, help="Treat validation warnings as errors.")
+@click.option("--allow-local-image", is_flag=True, help="Accept an image name without a registry host (a cluster "
+              "that shares this Docker daemon: kind, minikube).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run (id, URL, experiment, parameters) as JSON.")
 def submit_command(notebook, host, experiment, run_name, params, params_file, params_yaml, image, namespace,
-                   store, token_env, strict, as_json):
+                   store, token_env, strict, allow_local_image, as_json):
     """Start a run of NOTEBOOK's pipeline on Kubeflow Pipelines and print the run's URL.
 
     Only the URL goes to stdout (for scripts); everything else to stderr. The notebook and the
@@ -54,7 +56,7 @@ def submit_command(notebook, host, experiment, run_name, params, params_file, pa
         raise PipelineInvalid(checked.diagnostics)
     result = submit(notebook, host, experiment=experiment, run_name=run_name, parameters=given, image=image,
                     namespace=namespace, existing_token=(os.environ.get(token_env) or "").strip() or None,
-                    store=store, strict=strict, _text_parameters=text_names)
+                    store=store, strict=strict, allow_local_image=allow_local_image, _text_parameters=text_names)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, allow_nan=False))
     else:
@@ -74,9 +76,11 @@ def submit_command(notebook, host, experiment, run_name, params, params_file, pa
 @click.option("--image", metavar="IMAGE", help="Image the steps run in [default: the one `nb2pipe build` tags].")
 @click.option("--py", "py", metavar="FILE", type=click.Path(dir_okay=False),
               help="Also write the pipeline as a standalone KFP DSL Python file.")
+@click.option("--allow-local-image", is_flag=True, help="Accept an image name without a registry host (a cluster "
+              "that shares this Docker daemon: kind, minikube).")
 @click.option("--store", type=click.Path(file_okay=False), help="Run store whose latest run types the artifacts "
               "[default: as for `nb2pipe run`].")
-def export_command(notebook, target, output, image, py, store):
+def export_command(notebook, target, output, image, py, store, allow_local_image):
     """Export NOTEBOOK's pipeline, e.g. to Kubeflow Pipelines v2 IR YAML (`--to kfp`).
 
     Each step becomes a task running its cells with papermill in the image of `nb2pipe build`;
@@ -84,8 +88,9 @@ def export_command(notebook, target, output, image, py, store):
     """
     from nb2pipe.registry import EXPORTERS  # an unknown FORMAT is a UsageError naming the installed ones
 
+    options = {"allow_local_image": True} if allow_local_image else {}  # exporters of plugins need not know it
     result = EXPORTERS[target](notebook, output=output, image=image, py=py, store=store,
-                                warn=lambda message: click.echo(f"nb2pipe: warning: {message}", err=True))
+                                warn=lambda message: click.echo(f"nb2pipe: warning: {message}", err=True), **options)
     if result.path is None:
         click.echo(result.text, nl=False)
     else:

@@ -80,3 +80,47 @@ def _mermaid_text(text: str) -> str:
 
 def _dot_id(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def tree(spec: PipelineSpec, statuses: dict[str, str] | None = None) -> str:
+    """The step graph for a terminal: each step under the first upstream that feeds it, the
+    variables an edge carries in parentheses, and a step met again (several upstreams) marked
+    `(↑ above)` instead of repeated with its subtree. Plain text, one step a line."""
+    statuses = statuses or {}
+    children: dict[str, list[str]] = {s.name: [] for s in spec.steps}
+    for s in spec.steps:
+        for up in s.upstreams:
+            children[up].append(s.name)
+    carried = _edge_labels(spec)
+    lines: list[str] = []
+    shown: set[str] = set()
+
+    def label(name: str, parent: str | None) -> str:
+        text = name
+        if parent is not None:
+            names = carried.get((parent, name)) or []
+            text += f"  ({', '.join(names)})" if names else "  (after)"
+        extra = options_text(spec.step(name).options)
+        if extra:
+            text += f"  [{extra}]"
+        if name in statuses:
+            text += f"  {statuses[name]}"
+        return text
+
+    def walk(name: str, parent: str | None, prefix: str, last: bool, top: bool) -> None:
+        branch = "" if top else ("└─▶ " if last else "├─▶ ")
+        if name in shown:
+            names = carried.get((parent, name)) or []
+            lines.append(f"{prefix}{branch}{name}  ({', '.join(names) or 'after'})  ↑ see above")
+            return
+        shown.add(name)
+        lines.append(prefix + branch + label(name, parent))
+        kids = children[name]
+        inner = prefix + ("" if top else ("    " if last else "│   "))
+        for i, kid in enumerate(kids):
+            walk(kid, name, inner, i == len(kids) - 1, False)
+
+    for s in spec.steps:
+        if not s.upstreams and s.name not in shown:
+            walk(s.name, None, "", True, True)
+    return "\n".join(lines) + "\n"

@@ -207,7 +207,7 @@ def compile_plan(plan: PipelinePlan) -> str:
 
 def _plan_for(notebook_path, image=None, store=None, artifact_types=None, warn=None):
     from nb2pipe.compile.compiler import compile_notebook
-    from nb2pipe.images.build import default_tag
+    from nb2pipe.images.recorded import pipeline_image
 
     _kfp()  # the install hint before any work
     spec = compile_notebook(notebook_path)
@@ -215,7 +215,7 @@ def _plan_for(notebook_path, image=None, store=None, artifact_types=None, warn=N
         types = artifact_types_given(artifact_types, spec)
     else:
         types = artifact_types_from_store(notebook_path, spec, store, warn)
-    return plan_pipeline(spec, image or default_tag(spec), types, path=str(notebook_path))
+    return plan_pipeline(spec, image or pipeline_image(notebook_path, spec, store), types, path=str(notebook_path))
 
 
 def compile_pipeline(notebook_path, image=None, store=None, artifact_types=None, warn=None) -> str:
@@ -238,11 +238,20 @@ class ExportResult:
 
 
 def export(notebook_path, output=None, image=None, py=None, store=None, artifact_types=None,
-           warn=None) -> ExportResult:
-    """Write the YAML to `output` ("-": only return it) and, with `py`, the DSL Python file."""
+           warn=None, allow_local_image: bool = False) -> ExportResult:
+    """Write the YAML to `output` ("-": only return it) and, with `py`, the DSL Python file.
+
+    The steps' image is `image`, else the one `nb2pipe build` recorded for this version of the
+    notebook, else build's default tag; one that names no registry (a cluster could not pull it)
+    is a warning, unless `allow_local_image`.
+    """
+    from nb2pipe.images.recorded import pull_problem
     from nb2pipe.kubeflow.dsl_source import python_source
 
     plan = _plan_for(notebook_path, image, store, artifact_types, warn)
+    problem = None if allow_local_image else pull_problem(plan.image, notebook_path)
+    if problem and warn is not None:
+        warn(problem)
     text = compile_plan(plan)
     source = python_source(plan) if py else None  # both made before either is written
     if output is None:

@@ -52,19 +52,26 @@ class SubmitResult:
 def submit(notebook, host: str, experiment: str | None = None, run_name: str | None = None,
            parameters: dict | None = None, image: str | None = None, namespace: str | None = None,
            existing_token: str | None = None, *, store=None, strict: bool = False, warn=None,
-           _text_parameters: frozenset[str] = frozenset()) -> SubmitResult:
+           allow_local_image: bool = False, _text_parameters: frozenset[str] = frozenset()) -> SubmitResult:
     """Start one run of `notebook`'s pipeline on the KFP backend at `host` and return where it is.
 
     `parameters` override the parameters cell's defaults (names in `_text_parameters` are CLI text,
     typed like the defaults); only the overrides are sent, so KFP shows the rest as defaults.
     `experiment` defaults as in kfp.Client: $KF_PIPELINES_DEFAULT_EXPERIMENT_NAME, else "Default".
     `image`, `store` and `warn` go to the export (kubeflow.compile_pipeline): the step image, and
-    the run store whose latest local run types the artifacts.
+    the run store whose latest local run types the artifacts. An image that names no registry is
+    an error (the run's pods could never pull it), unless `allow_local_image` (kind, minikube).
     """
     from nb2pipe.compile.compiler import compile_notebook
     from nb2pipe.compile.parameters import resolve_parameters
 
     spec = compile_notebook(notebook, strict=strict)
+    from nb2pipe.images.recorded import pipeline_image, pull_problem
+
+    image = image or pipeline_image(notebook, spec, store)
+    problem = None if allow_local_image else pull_problem(image, notebook)
+    if problem:
+        raise UsageError(problem)
     given = dict(parameters or {})
     resolved = resolve_parameters(spec.parameters, given, from_text=_text_parameters)
     arguments = {name: resolved[name] for name in given}

@@ -67,7 +67,9 @@ def fake():
 
 
 def cli(*args, env=None):
-    result = CliRunner().invoke(main, ["submit", *map(str, args)], env=env, catch_exceptions=True)
+    # The fixture notebook's default image is local; the image checks have tests of their own.
+    result = CliRunner().invoke(main, ["submit", "--allow-local-image", *map(str, args)], env=env,
+                                catch_exceptions=True)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result
@@ -164,7 +166,8 @@ def test_experiment_is_created_when_missing_and_reused_when_it_exists(fake, nb):
 
 
 def test_the_python_api_returns_the_run_and_the_yaml_it_sent(fake, nb):
-    result = submit(nb, fake.url + "/", experiment="api", parameters={"seed": 3}, run_name="from python")
+    result = submit(nb, fake.url + "/", allow_local_image=True, experiment="api", parameters={"seed": 3},
+                    run_name="from python")
     body = only_run(fake)
     assert result.run_id == next(iter(fake.runs)) and result.experiment_id == body["experiment_id"]
     assert result.run_url == f"{fake.url}/#/runs/details/{result.run_id}"  # trailing / of the host dropped
@@ -229,7 +232,7 @@ def test_host_without_scheme_is_a_usage_error(fake, nb):
 def test_missing_kfp_is_one_line_with_the_install_hint(fake, monkeypatch, nb):
     monkeypatch.setitem(sys.modules, "kfp", None)  # `import kfp` now raises ImportError
     with pytest.raises(UsageError, match=re.escape("pip install 'nb2pipe[kfp]'")):
-        submit(nb, fake.url)
+        submit(nb, fake.url, allow_local_image=True)
     assert_one_clean_line(cli(nb, "--host", fake.url), "needs the kfp package (fix: pip install 'nb2pipe[kfp]')")
     assert fake.requests == []
 
@@ -300,7 +303,8 @@ def test_the_token_is_scrubbed_from_server_messages(nb):
 def test_cli_process_prints_only_the_url_and_never_the_token(fake, tmp_path, nb):
     env = cli_env()
     env.update(HOME=str(tmp_path), KF_PIPELINES_TOKEN=TOKEN)  # HOME: no ~/.config/kfp/context.json
-    proc = subprocess.run([*NB2PIPE, "submit", nb, "--host", fake.url, "-p", "seed", "11"], env=env,
+    proc = subprocess.run([*NB2PIPE, "submit", nb, "--host", fake.url, "-p", "seed", "11", "--allow-local-image"],
+                          env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     (run_id,) = fake.runs
@@ -308,3 +312,30 @@ def test_cli_process_prints_only_the_url_and_never_the_token(fake, tmp_path, nb)
     assert TOKEN not in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr and "Warning" not in proc.stderr
     assert only_run(fake)["runtime_config"]["parameters"] == {"seed": 11}
+
+
+def test_a_local_image_is_an_error_for_submit_and_nothing_is_sent(fake, nb):
+    raw = CliRunner().invoke(main, ["submit", nb, "--host", fake.url], catch_exceptions=True)
+    assert raw.exit_code == 2, raw.output
+    assert "names no registry, so a cluster cannot pull it" in raw.output
+    assert "--tag REGISTRY/NAME:TAG --push" in raw.output and "--allow-local-image" in raw.output
+    assert fake.requests == []  # refused before connecting
+
+
+def test_the_image_build_recorded_is_what_submit_and_export_use(fake, nb, tmp_path):
+    from types import SimpleNamespace
+
+    from nb2pipe.compile.compiler import compile_notebook
+    from nb2pipe.images.recorded import pipeline_image, record_build
+    from nb2pipe.kubeflow.ir import export
+
+    spec = compile_notebook(nb)
+    built = SimpleNamespace(tag="registry.example.com:5000/team/app:1", image_id="sha256:" + "a" * 64,
+                            repo_digests=["registry.example.com:5000/team/app@sha256:" + "b" * 64])
+    record_build(nb, spec, built)
+    assert pipeline_image(nb, spec) == built.tag
+    warnings = []
+    result = export(nb, output=tmp_path / "p.yaml", warn=warnings.append)
+    assert result.image == built.tag and not [w for w in warnings if "registry" in w]
+    sent = submit(nb, fake.url)  # no --allow-local-image needed: the image names a registry
+    assert f"image: {built.tag}" in sent.yaml
