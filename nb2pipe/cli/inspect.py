@@ -46,11 +46,10 @@ def inspect(notebook: str, as_json: bool, fmt: str, output: str | None, run_id: 
     if as_json:
         return _emit(spec.to_json(), output)
     if fmt == "text" and not output:
-        from nb2pipe.compile.render import text_table, tree
+        from nb2pipe.compile.render import tree
 
-        click.echo(tree(spec, statuses), nl=False)
-        click.echo()
-        return text_table(spec)
+        click.echo(tree(spec, statuses))
+        return _step_table(spec)
     from nb2pipe.compile import drawing, render
 
     make = {"text": render.tree, "tree": render.tree, "mermaid": lambda s, _: render.mermaid(s),
@@ -58,6 +57,28 @@ def inspect(notebook: str, as_json: bool, fmt: str, output: str | None, run_id: 
     _emit(make(spec, statuses), output)
     if output:
         click.echo(f"wrote {output}", err=True)
+
+
+def _step_table(spec) -> None:
+    """The steps one a line (inputs as name←producer), fitted to the terminal without cutting a
+    name: what does not fit goes to indented lines of its own."""
+    from nb2pipe.cli.show import fit_table, wrapped
+    from nb2pipe.compile.render import options_text
+
+    click.echo(f"{spec.notebook}: {len(spec.steps)} step{'s' if len(spec.steps) != 1 else ''} "
+               f"(kernel {spec.kernel_name})")
+    rows = []
+    for s in spec.steps:
+        inputs = [f"{i.name}←{i.producer}" for i in s.inputs]
+        inputs += [f"after {u}" for u in s.upstreams if not any(i.producer == u for i in s.inputs)]
+        rows.append([s.name, ",".join(str(c.index) for c in s.cells), ", ".join(inputs), ", ".join(s.outputs),
+                     ", ".join(s.parameters), options_text(s.options)])
+    click.echo("\n".join(fit_table(["step", "cells", "inputs", "outputs", "parameters", "options"], rows, {0, 1})))
+    if spec.parameters:
+        click.echo("\n".join(wrapped("parameters: ", ", ".join(f"{p.name}: {p.type} = {p.default!r}"
+                                                                for p in spec.parameters))))
+    if spec.setup:
+        click.echo("setup cells: " + ", ".join(str(c.index) for c in spec.setup))
 
 
 def _statuses(notebook: str, store: str | None, run_id: str) -> dict[str, str]:

@@ -98,25 +98,20 @@ def runs_list(store, notebook, limit, tags, statuses, since, columns, as_json):
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in records], indent=2, allow_nan=False))
         return
-    from rich.table import Table
-
-    from nb2pipe.cli.show import console
+    from nb2pipe.cli.show import fit_table
 
     wanted = [c.strip() for c in columns.split(",") if c.strip()]
     rows = [[_cell(r, c) for c in wanted] for r in records]  # checks the columns even with no runs
-    if columns == DEFAULT_COLUMNS and rows:  # the default set leaves out what no run has
+    if not records:
+        click.echo("no runs" + (" match" if tags or statuses or since else ""))
+        return
+    if columns == DEFAULT_COLUMNS:  # the default set leaves out what no run has
         keep = [i for i, c in enumerate(wanted) if c == "run" or any(row[i] for row in rows)]
         wanted, rows = [wanted[i] for i in keep], [[row[i] for i in keep] for row in rows]
-    table = Table(box=None, pad_edge=False)
-    for c in wanted:
-        # Identifiers and times never wrap nor shrink; free text ends in an ellipsis.
-        fixed = c in ("run", "status", "started", "took", "steps", "cached") or c.startswith(("param:", "metric:"))
-        table.add_column(c, no_wrap=True, overflow="ellipsis" if not fixed else "fold",
-                         min_width=None if not fixed else max([len(c)] + [len(r[wanted.index(c)]) for r in rows]))
-    for row in rows:
-        table.add_row(*row)
-    out = console()
-    out.print(table) if records else out.print("no runs" + (" match" if tags or statuses or since else ""))
+    # Ids, states, times and numbers keep their width; free text shares the rest.
+    fixed = {i for i, c in enumerate(wanted) if c in ("run", "status", "started", "took", "steps", "cached")
+             or c.startswith(("param:", "metric:"))}
+    click.echo("\n".join(fit_table(wanted, rows, fixed)))
 
 
 @runs.command("show")
@@ -137,10 +132,9 @@ def runs_show(run_id, store, notebook, html_dir, as_json):
     if as_json:
         click.echo(json.dumps(record.to_dict(), indent=2, allow_nan=False))
         return
-    from rich.table import Table
     from rich.text import Text
 
-    from nb2pipe.cli.show import console, failure_lines, metric_text, number, openable, seconds
+    from nb2pipe.cli.show import console, failure_lines, fit_table, metric_text, number, openable, seconds, wrapped
 
     out = console()
     took = seconds(record.ended - record.started) if record.ended and record.started else "-"
@@ -155,20 +149,15 @@ def runs_show(run_id, store, notebook, html_dir, as_json):
              ("tags", ", ".join(record.tags)), ("note", record.note or ""), ("reason", record.reason or "")]
     for label, value in facts:
         if value:
-            out.print(Text(f"{label + ':':12}{value}"))
-    table = Table(box=None, pad_edge=False)
-    table.add_column("step", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("took", no_wrap=True, justify="right")
-    table.add_column("try", no_wrap=True, justify="right")
-    table.add_column("outputs", overflow="ellipsis", no_wrap=True)
+            for line in wrapped(f"{label + ':':12}", value, indent=12):
+                out.print(Text(line))
+    rows = []
     for s in record.steps:
-        status = s.status.value
-        if s.cached and status != "cached":
-            status += " (cached)"
+        status = s.status.value + (" (cached)" if s.cached and s.status.value != "cached" else "")
         outputs = ", ".join(f"{a.name} {_size(a.size)}" for a in s.outputs)
-        table.add_row(s.name, status, seconds(s.duration), str(s.attempts), outputs)
-    out.print(table)
+        rows.append([s.name, status, seconds(s.duration), str(s.attempts), outputs])
+    for line in fit_table(["step", "status", "took", "try", "outputs"], rows, {0, 1, 2, 3}):
+        out.print(Text(line))
     for s in record.steps:
         if not s.output_notebook:
             continue
@@ -205,22 +194,14 @@ def runs_compare(run_ids, store, notebook, as_json):
         click.echo(json.dumps({"runs": [r.id for r in records], "rows": rows}, indent=2, default=str,
                               allow_nan=False))
         return
-    from rich.table import Table
-    from rich.text import Text
+    from nb2pipe.cli.show import fit_table, number
 
-    from nb2pipe.cli.show import console, number
-
-    out = console()
     # Columns are lettered and the ids listed whole above: ids are never cut, the table fits.
     letters = [chr(ord("A") + i) if i < 26 else f"R{i + 1}" for i in range(len(records))]
     for letter, r in zip(letters, records):
-        out.print(Text(f"{letter}: {r.id}  {r.status.value}  {_started(r)}"))
-    table = Table(box=None, pad_edge=False)
-    table.add_column("", no_wrap=True, min_width=1)  # `*` marks a difference, also in a pipe
-    width = max([4] + [len(row["name"]) + 6 for row in rows])
-    table.add_column("name", no_wrap=True, min_width=min(width, 30), overflow="ellipsis")
-    for letter in letters:
-        table.add_column(letter, no_wrap=True, overflow="ellipsis")
+        click.echo(f"{letter}: {r.id}  {r.status.value}  {_started(r)}")
+    lines = []
+    floors: dict[int, int] = {}  # a number is never cut: its column is at least that wide
     for row in rows:
         cells = []
         for i, value in enumerate(row["values"]):
@@ -228,9 +209,12 @@ def runs_compare(run_ids, store, notebook, as_json):
             delta = row.get("deltas", [None] * len(records))[i]
             if delta is not None and i > 0:
                 text += f" ({'+' if delta >= 0 else ''}{number(delta)})"
-            cells.append(Text(text, style="bold" if row["changed"] else ""))
-        table.add_row("*" if row["changed"] else "", Text(f"{row['kind'][:5]} {row['name']}"), *cells)
-    out.print(table)
+            cells.append(text)
+            if value is None or _numeric(value) or row["kind"] == "metric":
+                floors[i + 2] = max(floors.get(i + 2, 1), len(text))
+        # `*` marks a difference: readable in a pipe and a CI log, not only as bold on a terminal
+        lines.append(["*" if row["changed"] else "", f"{row['kind']:<6} {row['name']}", *cells])
+    click.echo("\n".join(fit_table(["", "name", *letters], lines, {0, 1}, min_free=8, floors=floors)))
 
 
 def compare_rows(records) -> list[dict]:

@@ -89,3 +89,68 @@ def _cell_source(spec, index: int | None) -> str | None:
         if cell.index == index:
             return cell.source
     return None
+
+
+def width() -> int:
+    """The terminal's width; 80 when output is not a terminal ($COLUMNS wins, as for rich)."""
+    import shutil
+    import sys
+
+    if os.environ.get("COLUMNS", "").isdigit():
+        return max(40, int(os.environ["COLUMNS"]))
+    return max(40, shutil.get_terminal_size((80, 24)).columns) if sys.stdout.isatty() else 80
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` in at most `limit` characters, the cut marked with an ellipsis at its end."""
+    return text if len(text) <= limit else text[: max(0, limit - 1)] + "…"
+
+
+def fit_table(headers: list[str], rows: list[list[str]], fixed: set[int], total: int | None = None,
+              gap: str = "  ", min_free: int = 20, floors: dict[int, int] | None = None) -> list[str]:
+    """Plain-text table lines that fit `total` columns without breaking a token: columns in
+    `fixed` (ids, times, numbers) keep their full width; the others share what is left, each
+    value cut with an ellipsis at its end. When that would leave a free column under `min_free`
+    characters, the free columns move instead to indented lines of their own below each row,
+    wrapped between items. `floors` keeps a free column at least that wide (its numbers)."""
+    total = total or width()
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    free = [i for i in range(len(headers)) if i not in fixed]
+    used = sum(widths[i] for i in fixed) + len(gap) * (len(headers) - 1)
+    room = total - used
+    inline = not free or room >= min_free * len(free) or sum(widths[i] for i in free) <= room
+    if inline and free:
+        want = {i: widths[i] for i in free}
+        floor = {i: min(widths[i], (floors or {}).get(i, 1)) for i in free}
+        while sum(want.values()) > room:  # shrink the widest free column first, never below its floor
+            shrinkable = [i for i in want if want[i] > floor[i]]
+            if not shrinkable:
+                break
+            widest = max(shrinkable, key=want.get)
+            want[widest] -= 1
+        widths = [want.get(i, w) for i, w in enumerate(widths)]
+    shown = list(range(len(headers))) if inline else sorted(fixed)
+
+    def line(values: list[str]) -> str:
+        cells = [clip(values[i], widths[i]).ljust(widths[i]) for i in shown]
+        return gap.join(cells).rstrip()
+
+    out = [line(headers)]
+    for row in rows:
+        out.append(line(row))
+        if not inline:
+            import textwrap
+
+            for i in free:
+                if row[i]:  # wrapped between items (", "), never inside a token
+                    out += textwrap.wrap(f"{headers[i]}: {row[i]}", total, initial_indent="    ",
+                                         subsequent_indent="        ", break_long_words=False, break_on_hyphens=False)
+    return out
+
+
+def wrapped(label: str, text: str, total: int | None = None, indent: int = 4) -> list[str]:
+    """`label text` wrapped between words to the terminal width, continuation lines indented."""
+    import textwrap
+
+    return textwrap.wrap(f"{label}{text}", total or width(), subsequent_indent=" " * indent,
+                         break_long_words=False, break_on_hyphens=False) or [label.rstrip()]

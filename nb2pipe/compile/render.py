@@ -1,4 +1,4 @@
-"""Pictures of a PipelineSpec for people: a text table, Mermaid and Graphviz DOT."""
+"""Pictures of a PipelineSpec as text: a tree for terminals, Mermaid and Graphviz DOT for docs."""
 
 from __future__ import annotations
 
@@ -16,31 +16,6 @@ def options_text(options: StepOptions) -> str:
     if not options.cache:
         parts.append("cache:off")
     return " ".join(parts)
-
-
-def text_table(spec: PipelineSpec, console=None) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = console or Console()
-    title = f"{spec.notebook}: {len(spec.steps)} step{'s' if len(spec.steps) != 1 else ''}"
-    title += f" (kernel {spec.kernel_name})"
-    table = Table(title=title, title_justify="left", show_lines=False)
-    for col in ("step", "cells", "upstreams", "inputs", "outputs", "options"):
-        table.add_column(col, overflow="fold")
-    for s in spec.steps:
-        cells = ",".join(str(c.index) for c in s.cells)
-        inputs = ", ".join(f"{i.name}←{i.producer}" for i in s.inputs)
-        if s.parameters:
-            inputs = ", ".join(filter(None, [inputs, "params: " + ", ".join(s.parameters)]))
-        table.add_row(s.name, cells, ", ".join(s.upstreams), inputs, ", ".join(s.outputs),
-                      options_text(s.options))
-    console.print(table)
-    if spec.parameters:
-        console.print("parameters: " + ", ".join(f"{p.name}: {p.type} = {p.default!r}" for p in spec.parameters),
-                      markup=False, highlight=False)
-    if spec.setup:
-        console.print("setup cells: " + ", ".join(str(c.index) for c in spec.setup), highlight=False)
 
 
 def _edge_labels(spec: PipelineSpec) -> dict[tuple[str, str], list[str]]:
