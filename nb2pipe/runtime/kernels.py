@@ -14,8 +14,11 @@ one kills its child processes too; ipykernel exits by itself if the runner dies 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
+import shutil
 import signal
+import tempfile
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -50,6 +53,11 @@ class KernelPool:
         if os.environ.get("NB2PIPE_FORK_KERNELS", "1") != "0" and zygote_compatible(kernel_name):
             self._zygote = Zygote(cwd, log_path)
         self._reaper = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nb2pipe-kkill")
+        # Kernels talk over Unix sockets in a private folder, not TCP ports: kernels that several
+        # runs (or processes) start at the same moment can never collide on a port, and no other
+        # user of the machine can connect to them.
+        self._sockets = tempfile.mkdtemp(prefix="nb2pipe-k-")
+        self._numbers = itertools.count()
 
     def prefill(self, count: int) -> None:
         """Make sure at least `count` kernels are booted or booting."""
@@ -100,6 +108,7 @@ class KernelPool:
             self._zygote.close()
         if self._log is not None and wait:
             self._log.close()
+        shutil.rmtree(self._sockets, ignore_errors=True)
 
     def _start_one(self):
         return asyncio.run(self._start())
@@ -109,10 +118,11 @@ class KernelPool:
         # kernel while waiting for a reply (a blocking client would wait forever).
         from jupyter_client.manager import AsyncKernelManager
 
+        ipc = {"transport": "ipc", "ip": os.path.join(self._sockets, f"k{next(self._numbers)}")}
         if self._zygote is not None:
-            km = forked_kernel_manager(self._zygote, self.kernel_name)
+            km = forked_kernel_manager(self._zygote, self.kernel_name, **ipc)
         else:
-            km = AsyncKernelManager(kernel_name=self.kernel_name)
+            km = AsyncKernelManager(kernel_name=self.kernel_name, **ipc)
         streams = {"stdout": self._log, "stderr": self._log} if self._log is not None else {}
         await km.start_kernel(cwd=self.cwd, extra_arguments=list(KERNEL_ARGS), **streams)
         with self._lock:
@@ -313,7 +323,7 @@ def zygote_compatible(kernel_name: str) -> bool:
     return same and argv[3:] == ["-f", "{connection_file}"]
 
 
-def forked_kernel_manager(zygote: Zygote, kernel_name: str):
+def forked_kernel_manager(zygote: Zygote, kernel_name: str, **options):
     """An AsyncKernelManager whose kernel is forked by the zygote instead of launched."""
     from jupyter_client.manager import AsyncKernelManager
 
@@ -327,4 +337,4 @@ def forked_kernel_manager(zygote: Zygote, kernel_name: str):
             prov.pid, prov.pgid, prov.cwd = pid, pid, cwd
             self._reconcile_connection_info(prov.connection_info)
 
-    return ForkedKernelManager(kernel_name=kernel_name)
+    return ForkedKernelManager(kernel_name=kernel_name, **options)
