@@ -9,6 +9,7 @@ registry as "nb2pipe".
 
 from __future__ import annotations
 
+import nbformat
 from nbclient.util import ensure_async, run_hook, run_sync
 from papermill.clientwrap import PapermillNotebookClient
 from papermill.engines import NBClientEngine, papermill_engines
@@ -73,7 +74,7 @@ class StepEngine(NBClientEngine):
     @classmethod
     def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None,
                                  stderr_file=None, start_timeout=60, execution_timeout=None, step_progress=None,
-                                 **kwargs):
+                                 partial_path=None, **kwargs):
         kwargs = remove_args(["input_path"], **kwargs)
         safe_kwargs = remove_args(["timeout", "startup_timeout"], **kwargs)
         final_kwargs = merge_kwargs(
@@ -92,6 +93,14 @@ class StepEngine(NBClientEngine):
         client.step_progress = step_progress
         try:
             return client.execute()
+        except BaseException:
+            # A timeout, a dead kernel or a cancel: papermill writes nothing then (saves are off
+            # during execution), so keep the cells run so far, with their outputs, ourselves.
+            if partial_path is not None:
+                from nb2pipe.store.files import write_text
+
+                write_text(partial_path, nbformat.writes(nb_man.nb))
+            raise
         finally:
             if client.kc is not None:  # nbclient leaves the channels of a borrowed kernel open
                 client.kc.stop_channels()

@@ -32,7 +32,7 @@ def execute_step(comp, step_nb, partial: Path, final: Path, out_dir: Path, km, *
     from papermill.exceptions import PapermillExecutionError
 
     from nb2pipe.runtime.engine import ENGINE_NAME, StepProgress
-    from nb2pipe.runtime.failures import cell_error, early_exit, last_started_cell
+    from nb2pipe.runtime.failures import cell_error, early_exit, last_started_cell, mark_interrupted
     from nb2pipe.runtime.kernels import execute_in, kill_kernel
     from nb2pipe.runtime.stepio import DONE_MARKER
     from nb2pipe.store.files import publish
@@ -54,6 +54,7 @@ def execute_step(comp, step_nb, partial: Path, final: Path, out_dir: Path, km, *
             engine_name=ENGINE_NAME, progress_bar=False, log_output=log_output, execution_timeout=timeout,
             start_timeout=start_timeout, request_save_on_cell_execute=False, autosave_cell_every=30,
             step_progress=StepProgress(step_nb, on_event) if on_event is not None else None,
+            partial_path=str(partial),
         )
     except PapermillExecutionError as exc:
         error = cell_error(partial, exc)
@@ -66,6 +67,13 @@ def execute_step(comp, step_nb, partial: Path, final: Path, out_dir: Path, km, *
             timer.cancel()
     if timed_out.is_set():
         error = StepError("timeout", f"step '{comp.name}' timed out after {timeout} s", *last_started_cell(partial))
+    if error is not None and error.reason in ("timeout", "kernel_died", "cancelled"):
+        # The kept notebook shows the cells run so far and a banner at the one that was running;
+        # the error names that cell.
+        cell_index, cell_id = mark_interrupted(partial, error.message)
+        if error.cell_index is None and cell_index is not None:
+            error.cell_index, error.cell_id = cell_index, cell_id
+            error.message += f" at cell {cell_index}"
     if error is None and not (Path(out_dir) / DONE_MARKER).exists():
         error = early_exit(comp, executed, lambda source: asyncio.run(execute_in(km, source)))
     publish(partial, final)

@@ -113,12 +113,61 @@ def last_started_cell(partial: Path) -> tuple[int | None, str | None]:
         nb = nbformat.read(str(partial), as_version=4)
     except Exception:
         return None, None
-    last = (None, None)
+    cell = _last_started(nb)
+    if cell is None or "source_cell" not in cell.metadata.get("nb2pipe", {}):
+        return None, None
+    return cell.metadata["nb2pipe"]["source_cell"], cell.get("id")
+
+
+def _last_started(nb):
+    """The last cell papermill started (running, or closed by its finally after the kernel died)."""
+    last = None
     for cell in nb.cells:
-        pm = cell.metadata.get("papermill", {})
-        if pm.get("status") in ("running", "completed", "failed") and "source_cell" in cell.metadata.get("nb2pipe", {}):
-            last = (cell.metadata["nb2pipe"]["source_cell"], cell.get("id"))
+        if cell.metadata.get("papermill", {}).get("status") in ("running", "completed", "failed"):
+            last = cell
     return last
+
+
+INTERRUPTED_TAG = "nb2pipe-interrupted"
+
+
+def mark_interrupted(partial: Path, message: str) -> tuple[int | None, str | None]:
+    """Put a banner at the top of the kept notebook and an anchor before the cell that was
+    running when the step stopped (timeout, dead kernel, cancel), as papermill does for a cell
+    error; returns that cell's (source index, id). A notebook that was never written stays so."""
+    try:
+        nb = nbformat.read(str(partial), as_version=4)
+    except Exception:
+        return None, None
+    nb.cells = [c for c in nb.cells if INTERRUPTED_TAG not in c.metadata.get("tags", [])]
+    running = _last_started(nb)
+    where = ""
+    if running is not None:
+        source = running.metadata.get("nb2pipe", {}).get("source_cell")
+        where = f" while running cell {source}" if source else " while running the step's generated code"
+        anchor = nbformat.v4.new_markdown_cell(f'<span style="color:red;font-family:Helvetica Neue, Helvetica, '
+                                               f'Arial, sans-serif;font-size:2em;">{_escape(message)}: this cell '
+                                               "was running</span>")
+        anchor.metadata["tags"] = [INTERRUPTED_TAG]
+        nb.cells.insert(nb.cells.index(running), anchor)
+    banner = nbformat.v4.new_markdown_cell(f'<span style="color:red;font-family:Helvetica Neue, Helvetica, Arial, '
+                                           f'sans-serif;font-size:2em;">nb2pipe: {_escape(message)}{where}; the '
+                                           "cells after it did not run.</span>")
+    banner.metadata["tags"] = [INTERRUPTED_TAG]
+    nb.cells.insert(0, banner)
+    from nb2pipe.store.files import write_text
+
+    write_text(partial, nbformat.writes(nb))
+    if running is None:
+        return None, None
+    source = running.metadata.get("nb2pipe", {}).get("source_cell")
+    return source, running.get("id") if source is not None else None
+
+
+def _escape(text: str) -> str:
+    import html
+
+    return html.escape(text)
 
 
 def _exc_cell(cells: list, exc):
