@@ -134,7 +134,17 @@ def runs_show(run_id, store, notebook, html_dir, as_json):
         return
     from rich.text import Text
 
-    from nb2pipe.cli.show import console, failure_lines, fit_table, metric_text, number, openable, seconds, wrapped
+    from nb2pipe.cli.show import (
+        console,
+        failure_lines,
+        fit_table,
+        metric_text,
+        number,
+        openable,
+        seconds,
+        size,
+        wrapped,
+    )
 
     out = console()
     took = seconds(record.ended - record.started) if record.ended and record.started else "-"
@@ -154,7 +164,7 @@ def runs_show(run_id, store, notebook, html_dir, as_json):
     rows = []
     for s in record.steps:
         status = s.status.value + (" (cached)" if s.cached and s.status.value != "cached" else "")
-        outputs = ", ".join(f"{a.name} {_size(a.size)}" for a in s.outputs)
+        outputs = ", ".join(f"{a.name} {size(a.size)}" for a in s.outputs)
         rows.append([s.name, status, seconds(s.duration), str(s.attempts), outputs])
     for line in fit_table(["step", "status", "took", "try", "outputs"], rows, {0, 1, 2, 3}):
         out.print(Text(line))
@@ -255,6 +265,19 @@ def runs_tag(run_id, label, remove, store, notebook):
     click.echo(f"{'removed' if remove else 'tagged'} {found} {label}")
 
 
+@runs.command("delete")
+@click.argument("run_ids", metavar="RUN...", nargs=-1, required=True)
+@store_option
+def runs_delete(run_ids, store, notebook):
+    """Forget runs: their records, lineage, metrics and folders (`store gc` then frees their
+    objects that no other run uses)."""
+    from nb2pipe.store.maintenance import delete_run
+    from nb2pipe.store.workspace import store_root
+
+    for ref in run_ids:
+        click.echo(f"deleted {delete_run(store_root(notebook, store), ref)}")
+
+
 @main.command("open")
 @click.argument("run_id", metavar="RUN")
 @click.argument("step")
@@ -328,10 +351,3 @@ def write_run_html(record, root, folder) -> str:
     write_text(index, page)
     return str(index)
 
-
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
-        n /= 1024
-    return str(n)

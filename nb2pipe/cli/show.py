@@ -155,3 +155,12 @@ def wrapped(label: str, text: str, total: int | None = None, indent: int = 4) ->
 
     return textwrap.wrap(f"{label}{text}", total or width(), subsequent_indent=" " * indent,
                          break_long_words=False, break_on_hyphens=False) or [label.rstrip()]
+
+
+def size(n: float) -> str:
+    """Bytes for people: 660B, 2.3MB."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1024
+    return f"{n:.1f}TB"

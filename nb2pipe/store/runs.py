@@ -405,6 +405,7 @@ class RunStore:
 
     def get_run(self, run_id_or_prefix: str) -> RunRecord:
         """The run with this id, unique id prefix, or ``"latest"``."""
+        self._close_out_dead_runners()
         with self._read() as c:
             run_id = self._resolve(c, run_id_or_prefix)
             return self._load_runs(c, "WHERE id = ?", (run_id,))[0]
@@ -427,8 +428,17 @@ class RunStore:
             clauses.append("runs.started >= ?")
             args += (since,)
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        self._close_out_dead_runners()
         with self._read() as c:
             return self._load_runs(c, where, args, limit=limit)
+
+    def _close_out_dead_runners(self) -> None:
+        """Readers see a run whose runner died as crashed at once, not only after the next run;
+        a store this process may not write (read-only) is read as it is."""
+        try:
+            self.mark_crashed()
+        except (StoreIOError, StoreBusyError):
+            pass
 
     def tag_run(self, run_ref: str, label: str, remove: bool = False) -> str:
         """Add (or remove) a label on a run; returns the run's id."""
@@ -569,10 +579,67 @@ class RunStore:
         listed = ", ".join(names[:_MAX_LISTED]) + (", ..." if len(names) > _MAX_LISTED else "")
         raise UsageError(f"no artifact named {name!r} in {where_scope}; artifacts: {listed}")
 
-    def referenced_objects(self) -> set[str]:
-        """Every object sha256 some run's lineage refers to (what gc must keep)."""
+    def referenced_objects(self, excluding: list[str] | None = None) -> set[str]:
+        """Every object sha256 some run's lineage refers to (what gc must keep), leaving out the
+        runs in `excluding` (what would be kept once they are gone)."""
+        skip = list(excluding or [])
         with self._read() as c:
-            return {r[0] for r in c.execute("SELECT DISTINCT sha256 FROM step_artifacts")}
+            query = "SELECT DISTINCT sha256 FROM step_artifacts"
+            if skip:
+                query += f" WHERE run_id NOT IN ({', '.join('?' * len(skip))})"
+            return {r[0] for r in c.execute(query, tuple(skip))}
+
+    def artifact_references(self) -> list[tuple[str, str, str, str]]:
+        """(sha256, run id, step, variable) of every artifact a step record names, once each: by
+        the step that made it where a record says so."""
+        with self._read() as c:
+            rows = c.execute("SELECT sha256, run_id, step, name FROM step_artifacts "
+                             "ORDER BY direction = 'in', run_id, step, name").fetchall()
+        seen: set[str] = set()
+        return [row for row in rows if not (row[0] in seen or seen.add(row[0]))]
+
+    def withdraw_from_cache(self, shas: list[str]) -> int:
+        """Stop the cache serving any step whose outputs include one of `shas`; returns how many
+        entries went. The records stay (history), only the cache index forgets them."""
+        with self._write() as c:
+            marks = ", ".join("?" * len(shas))
+            cur = c.execute(
+                "DELETE FROM cache_index WHERE EXISTS (SELECT 1 FROM step_artifacts sa WHERE sa.run_id = "
+                "cache_index.run_id AND sa.step = cache_index.step AND sa.direction = 'out' "
+                f"AND sa.sha256 IN ({marks}))",
+                tuple(shas),
+            )
+            return cur.rowcount
+
+    def run_ids(self) -> list[str]:
+        with self._read() as c:
+            return [r for (r,) in c.execute("SELECT id FROM runs")]
+
+    def runs_to_collect(self, keep_last: int | None, before: float | None) -> list[str]:
+        """Finished runs beyond the `keep_last` newest of each notebook, and those started before
+        `before` (either rule alone, or both); a running run is never collected."""
+        with self._read() as c:
+            rows = c.execute(f"SELECT id, notebook_key, started, status FROM runs {_NEWEST_FIRST}").fetchall()
+        seen: dict[str, int] = {}
+        out = []
+        for run_id, key, started, status in rows:
+            seen[key] = seen.get(key, 0) + 1
+            if status == RunStatus.RUNNING.value:
+                continue
+            beyond = keep_last is not None and seen[key] > keep_last
+            old = before is not None and (started or 0) < before
+            if beyond or old:
+                out.append(run_id)
+        return out
+
+    def delete_runs(self, run_ids: list[str]) -> None:
+        """Delete runs with their steps, lineage, metrics, tags and cache entries (one transaction)."""
+        with self._write() as c:
+            for run_id in run_ids:
+                for table in ("cache_index", "step_artifacts", "metrics", "run_tags", "steps"):
+                    c.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+                c.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+            c.execute("DELETE FROM artifacts WHERE sha256 NOT IN (SELECT sha256 FROM step_artifacts)")
 
     def integrity_check(self) -> list[str]:
         """Problems SQLite finds in the database file and its foreign keys; empty when sound."""

@@ -1,0 +1,134 @@
+"""Keeping a store sound and small: `nb2pipe store verify [--repair]`, `store gc`, `runs delete`.
+
+verify re-hashes every object, checks that every artifact a record names is in the object
+store, and asks SQLite for its own integrity and foreign-key checks. With repair, a damaged or
+missing object is withdrawn from the cache (the steps that made it execute again next time,
+instead of serving it) and a damaged file is removed; the records stay, so history is kept.
+
+gc removes runs (`keep_last` newest per notebook, or older than `older_than_days`; never one
+that is still running), then every object no record refers to, run folders with no record
+(left by a runner killed before it recorded anything) and stale temporary files.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from nb2pipe.errors import UsageError
+
+
+@dataclass
+class VerifyReport:
+    objects: int = 0  # objects re-hashed
+    damaged: list[str] = field(default_factory=list)  # sha256 whose content no longer matches
+    missing: list[dict] = field(default_factory=list)  # {"sha256", "run", "step", "name"} named but absent
+    database: list[str] = field(default_factory=list)  # SQLite's own findings
+    repaired: list[str] = field(default_factory=list)  # what --repair did, one line each
+
+    @property
+    def ok(self) -> bool:
+        return not (self.damaged or self.missing or self.database)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "ok": self.ok}
+
+
+@dataclass
+class GcReport:
+    dry_run: bool
+    runs: list[str] = field(default_factory=list)
+    objects: int = 0
+    bytes: int = 0
+    folders: list[str] = field(default_factory=list)
+    temp_files: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _open(root: Path):
+    from nb2pipe.store.objects import ObjectStore
+    from nb2pipe.store.runs import RunStore
+
+    if not (root / "runs.db").exists():
+        raise UsageError(f"no nb2pipe store at {root} (pass --store, or run a pipeline first)")
+    return RunStore(root), ObjectStore(root)
+
+
+def verify(root: str | Path, repair: bool = False) -> VerifyReport:
+    root = Path(root)
+    runs, objects = _open(root)
+    report = VerifyReport()
+    with runs:
+        report.database = runs.integrity_check()
+        for sha in objects.iter_objects():
+            report.objects += 1
+            if not objects.verify(sha):
+                report.damaged.append(sha)
+        for sha, run_id, step, name in runs.artifact_references():
+            if sha not in report.damaged and not objects.exists(sha):
+                report.missing.append({"sha256": sha, "run": run_id, "step": step, "name": name})
+        if repair:
+            bad = sorted(set(report.damaged) | {m["sha256"] for m in report.missing})
+            if bad:
+                withdrawn = runs.withdraw_from_cache(bad)
+                report.repaired.append(f"withdrew {withdrawn} cache entr{'y' if withdrawn == 1 else 'ies'} that "
+                                       "served damaged or missing objects (their steps execute again)")
+            for sha in report.damaged:
+                path = objects.path(sha)
+                path.chmod(0o600)
+                path.unlink(missing_ok=True)
+                report.repaired.append(f"removed damaged object {sha[:12]}")
+    return report
+
+
+def gc(root: str | Path, keep_last: int | None = None, older_than_days: float | None = None,
+       dry_run: bool = False) -> GcReport:
+    root = Path(root)
+    runs, objects = _open(root)
+    report = GcReport(dry_run=dry_run)
+    with runs:
+        runs.mark_crashed()
+        cutoff = time.time() - older_than_days * 86400 if older_than_days is not None else None
+        report.runs = runs.runs_to_collect(keep_last, cutoff)
+        recorded = set(runs.run_ids())
+        if not dry_run and report.runs:
+            runs.delete_runs(report.runs)
+            for run_id in report.runs:
+                shutil.rmtree(root / "runs" / run_id, ignore_errors=True)
+        keep = runs.referenced_objects() if not dry_run else runs.referenced_objects(excluding=report.runs)
+    for sha in list(objects.iter_objects()):
+        if sha in keep:
+            continue
+        path = objects.path(sha)
+        report.objects += 1
+        report.bytes += path.stat().st_size
+        if not dry_run:
+            path.chmod(0o600)
+            path.unlink(missing_ok=True)
+    run_dirs = root / "runs"
+    if run_dirs.is_dir():
+        for folder in sorted(run_dirs.iterdir()):
+            if folder.is_dir() and folder.name not in recorded:  # a runner killed before recording
+                report.folders.append(str(folder.relative_to(root)))
+                if not dry_run:
+                    shutil.rmtree(folder, ignore_errors=True)
+    if not dry_run:
+        report.temp_files = objects.gc_temp()
+    return report
+
+
+def delete_run(root: str | Path, run_ref: str) -> str:
+    """Forget one run (record, lineage, metrics, folder); its objects go at the next gc."""
+    root = Path(root)
+    runs, _ = _open(root)
+    with runs:
+        record = runs.get_run(run_ref)
+        if record.status.value == "running":
+            raise UsageError(f"run {record.id} is still running (cancel it first)")
+        runs.delete_runs([record.id])
+    shutil.rmtree(root / "runs" / record.id, ignore_errors=True)
+    return record.id
