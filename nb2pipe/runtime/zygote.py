@@ -8,8 +8,9 @@ so every kernel starts from the same clean state as a freshly launched one.
 
 Protocol (JSON lines): the runner writes {"connection_file", "cwd", "env", "log"}; the zygote
 answers {"pid": N} or {"error": "..."}. The zygote reaps its children, and exits when its stdin
-closes (the runner ended or died); kernels then exit too, since their parent pid changes
-(ipykernel's parent poller, given the zygote's pid as parent_handle).
+closes (the runner ended or died, even by SIGKILL). Before it exits it kills the process group of
+every kernel it forked (each kernel leads its own session), so a kernel stuck in C code and the
+processes a step started end with the runner, not only when the runner shuts down in order.
 
 Only used when the notebook's kernelspec is this interpreter's own ipykernel; any other kernel
 is launched the ordinary way.
@@ -89,6 +90,7 @@ def main() -> None:
     signal.signal(signal.SIGCHLD, _reap)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner decides what a Ctrl-C means
     out = sys.stdout
+    forked: list[int] = []
     print(json.dumps({"ready": os.getpid()}), file=out, flush=True)
     for line in sys.stdin:
         try:
@@ -103,7 +105,13 @@ def main() -> None:
             continue
         if pid == 0:
             _child(request)
+        forked.append(pid)
         print(json.dumps({"pid": pid}), file=out, flush=True)
+    for pid in forked:  # stdin closed: the runner is gone; so is everything its steps started
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 if __name__ == "__main__":

@@ -29,3 +29,36 @@ def test_kernels_use_ipc_sockets_in_a_private_folder_removed_on_close(tmp_path, 
     finally:
         pool.close(wait=True)
     assert not os.path.exists(pool._sockets)
+
+
+def test_a_sigkilled_runner_takes_the_processes_its_steps_started_with_it(tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    from nbbuild import NB2PIPE, cli_env, make_nb
+
+    nb = make_nb(tmp_path, [("step:spawn", "import subprocess, time\n"
+                                            "child = subprocess.Popen(['sleep', '300'])\n"
+                                            "print('child', child.pid, flush=True)\ntime.sleep(300)")])
+    runner = subprocess.Popen([*NB2PIPE, "run", str(nb), "--store", str(tmp_path / "store"), "--events"],
+                              env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    child = None
+    for line in runner.stdout:
+        if '"output"' in line and "child" in line:
+            child = int(line.split("child ")[1].split("\\n")[0].split()[0])
+            break
+    assert child is not None
+    runner.send_signal(signal.SIGKILL)
+    runner.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with open(f"/proc/{child}/stat", "rb") as f:
+                state = f.read().rsplit(b")", 1)[1].split()[0]
+        except FileNotFoundError:
+            break
+        if state in (b"Z", b"X"):
+            break
+        assert time.monotonic() < deadline, "the step's subprocess outlived the SIGKILLed runner"
+        time.sleep(0.1)
