@@ -62,7 +62,10 @@ class StepFlow:
         tree = parse_cell(source)
         self._magics_in(source)
         visitor = _TopLevel(self, read_only=not exec_)
-        visitor.block(tree.body)
+        try:
+            visitor.block(tree.body)
+        except RecursionError:
+            raise CellSyntaxError(TOO_DEEP, None) from None
 
     def outputs(self) -> list[str]:
         return [n for n in self.defines if n not in self.deleted]
@@ -123,6 +126,18 @@ def parse_cell(source: str) -> ast.Module:
             return ast.parse(python)
     except SyntaxError as exc:
         raise CellSyntaxError(exc.msg or "invalid syntax", exc.lineno) from None
+    except (RecursionError, MemoryError):  # a 5,000-term sum, 20,000 chained attributes...
+        raise CellSyntaxError(TOO_DEEP, None) from None
+    except UnicodeEncodeError as exc:  # a lone surrogate: text no Python file can hold
+        line = python.count("\n", 0, exc.start) + 1
+        raise CellSyntaxError(f"invalid Unicode: a lone surrogate character ({python[exc.start]!r}) cannot be "
+                              "Python source", line) from None
+    except ValueError as exc:  # "source code string cannot contain null bytes"
+        raise CellSyntaxError(str(exc), None) from None
+
+
+TOO_DEEP = ("the cell nests too deeply or is too long for Python's parser (split the expression, "
+            "e.g. into several statements)")
 
 
 def magic_call(node: ast.AST) -> tuple[str, str, str] | None:

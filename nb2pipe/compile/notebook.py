@@ -81,6 +81,8 @@ def parse_notebook_text(text: str, shown: str) -> nbformat.NotebookNode:
         raise NotebookReadError(
             shown, f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
         ) from None
+    except RecursionError:
+        raise NotebookReadError(shown, "not a notebook: its JSON nests too deeply") from None
     if not isinstance(data, dict):
         raise NotebookReadError(shown, f"not a notebook: top level is a JSON {_json_kind(data)}")
     major = data.get("nbformat")
