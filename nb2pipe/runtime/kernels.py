@@ -25,6 +25,28 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from nb2pipe.errors import ExitCode, Nb2pipeError
 
+SOCKETS_PREFIX = "nb2pipe-k-"  # + the owning process's pid + "-" + random
+
+
+def remove_stale_socket_folders() -> None:
+    """Remove kernel socket folders whose owning process no longer exists (a SIGKILLed runner
+    whose kernels were not forked by the fork server, which removes its own)."""
+    from nb2pipe.store.processes import pid_alive
+
+    base = tempfile.gettempdir()
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith(SOCKETS_PREFIX):
+            continue
+        owner = name[len(SOCKETS_PREFIX):].split("-", 1)[0]
+        path = os.path.join(base, name)
+        if owner.isdigit() and not pid_alive(int(owner)) and os.stat(path).st_uid == os.getuid():
+            shutil.rmtree(path, ignore_errors=True)
+
+
 # As nbclient does: keep step code out of the user's IPython history (and its sqlite lock).
 KERNEL_ARGS = ("--HistoryManager.hist_file=:memory:",)
 
@@ -49,15 +71,18 @@ class KernelPool:
         self._closed = False
         self._starter = ThreadPoolExecutor(max_workers=starters, thread_name_prefix="nb2pipe-kstart")
         self._log_path = log_path
-        self._zygote: Zygote | None = None
-        if os.environ.get("NB2PIPE_FORK_KERNELS", "1") != "0" and zygote_compatible(kernel_name):
-            self._zygote = Zygote(cwd, log_path)
-        self._reaper = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nb2pipe-kkill")
         # Kernels talk over Unix sockets in a private folder, not TCP ports: kernels that several
         # runs (or processes) start at the same moment can never collide on a port, and no other
-        # user of the machine can connect to them.
-        self._sockets = tempfile.mkdtemp(prefix="nb2pipe-k-")
+        # user of the machine can connect to them. Their connection files (with the HMAC key) live
+        # there too; the folder goes with the pool, or with the fork server when the runner is
+        # SIGKILLed, and a later pool removes any left by a runner that is gone.
+        remove_stale_socket_folders()
+        self._sockets = tempfile.mkdtemp(prefix=f"{SOCKETS_PREFIX}{os.getpid()}-")
         self._numbers = itertools.count()
+        self._zygote: Zygote | None = None
+        if os.environ.get("NB2PIPE_FORK_KERNELS", "1") != "0" and zygote_compatible(kernel_name):
+            self._zygote = Zygote(cwd, log_path, self._sockets)
+        self._reaper = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nb2pipe-kkill")
 
     def prefill(self, count: int) -> None:
         """Make sure at least `count` kernels are booted or booting."""
@@ -118,7 +143,9 @@ class KernelPool:
         # kernel while waiting for a reply (a blocking client would wait forever).
         from jupyter_client.manager import AsyncKernelManager
 
-        ipc = {"transport": "ipc", "ip": os.path.join(self._sockets, f"k{next(self._numbers)}")}
+        number = next(self._numbers)
+        ipc = {"transport": "ipc", "ip": os.path.join(self._sockets, f"k{number}"),
+               "connection_file": os.path.join(self._sockets, f"k{number}.json")}
         if self._zygote is not None:
             km = forked_kernel_manager(self._zygote, self.kernel_name, **ipc)
         else:
@@ -201,7 +228,7 @@ def kill_kernel(km) -> None:
 class Zygote:
     """Client side of the kernel fork server (see zygote.py)."""
 
-    def __init__(self, cwd: str, log_path: str | None):
+    def __init__(self, cwd: str, log_path: str | None, sockets: str | None = None):
         import subprocess
         import sys
 
@@ -209,7 +236,8 @@ class Zygote:
         self._lock = threading.Lock()
         log = open(log_path, "ab") if log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "nb2pipe.runtime.zygote"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            [sys.executable, "-m", "nb2pipe.runtime.zygote", *([sockets] if sockets else [])],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=log, cwd=cwd, start_new_session=True,
         )
         if log_path:

@@ -112,6 +112,10 @@ def main() -> None:
             os.killpg(pid, signal.SIGKILL)
         except OSError:
             pass
+    if len(sys.argv) > 1:  # the pool's private folder of sockets and connection files (HMAC keys)
+        import shutil
+
+        shutil.rmtree(sys.argv[1], ignore_errors=True)
 
 
 if __name__ == "__main__":

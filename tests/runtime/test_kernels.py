@@ -21,8 +21,9 @@ def test_kernels_use_ipc_sockets_in_a_private_folder_removed_on_close(tmp_path, 
         first, second = pool.acquire(), pool.acquire()
         for km in (first, second):
             assert km.transport == "ipc" and km.ip.startswith(pool._sockets)
+            assert km.connection_file.startswith(pool._sockets)  # the HMAC key stays in the folder
         assert first.ip != second.ip  # one socket prefix per kernel
-        assert stat.S_IMODE(os.stat(pool._sockets).st_mode) == 0o700
+        assert stat.S_IMODE(os.stat(pool._sockets).st_mode) & 0o777 == 0o700  # (jupyter_client adds the sticky bit)
         assert any(name.startswith(os.path.basename(first.ip)) for name in os.listdir(pool._sockets))
         pool.discard(first)
         pool.discard(second)
@@ -62,3 +63,30 @@ def test_a_sigkilled_runner_takes_the_processes_its_steps_started_with_it(tmp_pa
             break
         assert time.monotonic() < deadline, "the step's subprocess outlived the SIGKILLed runner"
         time.sleep(0.1)
+    # Nor are its kernels' sockets and connection files (which hold the HMAC key) left behind.
+    import glob
+    import tempfile
+
+    left = lambda: glob.glob(os.path.join(tempfile.gettempdir(), f"nb2pipe-k-{runner.pid}-*"))  # noqa: E731
+    deadline = time.monotonic() + 10
+    while left():
+        assert time.monotonic() < deadline, f"left behind: {left()}"
+        time.sleep(0.1)
+
+
+def test_a_socket_folder_of_a_process_that_is_gone_is_removed(tmp_path):
+    import subprocess
+    import sys
+    import tempfile
+
+    from nb2pipe.runtime.kernels import SOCKETS_PREFIX, remove_stale_socket_folders
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    stale = tempfile.mkdtemp(prefix=f"{SOCKETS_PREFIX}{gone}-")
+    mine = tempfile.mkdtemp(prefix=f"{SOCKETS_PREFIX}{os.getpid()}-")
+    try:
+        remove_stale_socket_folders()
+        assert not os.path.exists(stale) and os.path.exists(mine)
+    finally:
+        os.rmdir(mine)
