@@ -26,6 +26,7 @@ TERMINAL_RUN_STATUSES = frozenset({"succeeded", "failed", "cancelled", "crashed"
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _EXIT_CODES = {"timeout": ExitCode.TIMEOUT, "kernel_died": ExitCode.KERNEL_DIED, "cancelled": ExitCode.INTERRUPTED}
 _OUTPUT_LINES = 200
+_SOURCE_LINES = 60
 
 
 def strip_ansi(text: str) -> str:
@@ -36,17 +37,15 @@ class NotebookCheck:
     """`suite` is the CheckSuite it belongs to (options, stores, baseline: shared decisions)."""
 
     def __init__(self, path, suite):
-        from nb2pipe.compile.compiler import check_notebook
         from nb2pipe.compile.notebook import read_notebook
 
         self.path = str(path)
         self.suite = suite
         self.notebook = None
-        self.checked = None
+        self._checked = None
         self.read_error: NotebookReadError | None = None
         try:
             self.notebook = read_notebook(path)
-            self.checked = check_notebook(path, strict=suite.options.strict, notebook=self.notebook)
         except NotebookReadError as exc:
             self.read_error = exc
         self.config: ChecksConfig | None = None
@@ -61,6 +60,15 @@ class NotebookCheck:
         self._run_end: dict | None = None
 
     # --- what the notebook declares --------------------------------------------------------------
+    @property
+    def checked(self):
+        """The compiler's CheckResult (compiled on first use; None when the file is not a notebook)."""
+        if self._checked is None and self.notebook is not None:
+            from nb2pipe.compile.compiler import check_notebook
+
+            self._checked = check_notebook(self.path, strict=self.suite.options.strict, notebook=self.notebook)
+        return self._checked
+
     @property
     def spec(self) -> PipelineSpec | None:
         return self.checked.spec if self.checked is not None and not self.checked.errors else None
@@ -151,6 +159,9 @@ class NotebookCheck:
                                             f"'{cg.gate.metric}', which no metrics cell reports (metrics: {known})"))
                     continue
                 self._step_gates[step].append(Gate(cg.gate, origin))
+        unknown = self.suite.unknown_parameters()
+        if unknown:
+            problems.append(Finding("invalid", self.suite.unknown_parameters_message(unknown)))
         given, text = self.parameters()
         try:
             resolve_parameters(spec.parameters, given, from_text=text)
@@ -331,7 +342,10 @@ class NotebookCheck:
         if cell is not None:
             where = f"cell {cell.index}" + (f" [{cell.id}]" if cell.id else "")
             lines.append(f"{self.path}:{where}:")
-            lines.extend(f"    {line}" for line in cell.source.splitlines() or [""])
+            source = cell.source.splitlines() or [""]
+            lines.extend(f"    {line}" for line in source[:_SOURCE_LINES])
+            if len(source) > _SOURCE_LINES:
+                lines.append(f"    ... ({len(source) - _SOURCE_LINES} more lines)")
             lines.append("")
         traceback = [strip_ansi(t) for t in error.get("traceback") or []]
         if traceback:

@@ -55,6 +55,11 @@ class CheckSuite:
         declared = {p.name for c in checks for p in c.spec.parameters}
         return [n for n in self.options.parameters if n not in declared]
 
+    def unknown_parameters_message(self, unknown: list[str]) -> str:
+        known = sorted({p.name for c in self.notebooks.values() if c.spec is not None for p in c.spec.parameters})
+        return (f"no notebook checked here has a parameter {', '.join(map(repr, unknown))} "
+                f"(parameters: {', '.join(known) or 'none'})")
+
     def store_root(self, notebook: str | os.PathLike) -> Path:
         from nb2pipe.store.workspace import store_root
 
