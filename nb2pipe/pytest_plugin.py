@@ -54,7 +54,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="How much worse than the baseline a metric may be (absolute) [default: tolerance of "
                          "[tool.nb2pipe.checks], else 0].")
     group.addoption("--nb2pipe-export-dir", metavar="DIR", default=None,
-                    help="Write each notebook's exported KFP pipeline YAML under DIR (path relative to the rootdir).")
+                    help="Write each notebook's exported KFP pipeline YAML (DIR/<notebook path>.yaml) and its executed "
+                         "step notebooks (DIR/<notebook path>/STEP.ipynb) there: the build artifacts of a CI job.")
 
 
 def pytest_configure(config: pytest.Config) -> None:

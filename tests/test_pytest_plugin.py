@@ -7,39 +7,22 @@ checks, the cache, --lf, pytest-xdist and nbval side by side.
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import re
 import subprocess
 import sys
-import xml.etree.ElementTree as ET
 
 import nbformat
 import pytest
-from nbbuild import ROOT, build, cli
+from nbbuild import ROOT, build, cli, junit, load_toml, pytest_runner
 
 pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.kernel
 
 
-def plugin_args() -> list[str]:
-    """`-p nb2pipe.pytest_plugin` unless the pytest11 entry point is installed (it would then load the
-    module a second time under another name, which pytest refuses)."""
-    installed = any(ep.name == "nb2pipe" and ep.value == "nb2pipe.pytest_plugin"
-                    for ep in importlib.metadata.entry_points(group="pytest11"))
-    return [] if installed else ["-p", "nb2pipe.pytest_plugin"]
-
-
 @pytest.fixture
 def nbtest(pytester, monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    monkeypatch.delenv("NB2PIPE_STORE", raising=False)
-
-    def run(*args, timeout: float = 240):
-        return pytester.runpytest_subprocess(*plugin_args(), *map(str, args), timeout=timeout)
-
-    run.path = pytester.path
-    return run
+    return pytest_runner(pytester, monkeypatch)
 
 
 def write(folder, name, cells, outputs=None):
@@ -52,20 +35,6 @@ def write(folder, name, cells, outputs=None):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(nbformat.writes(nb), encoding="utf-8")
     return path
-
-
-def junit(path) -> dict:
-    """testcase name -> (classname, outcome, message, text, properties)."""
-    out = {}
-    for case in ET.parse(path).getroot().iter("testcase"):
-        outcome, message, text = "passed", None, None
-        for kind in ("failure", "error", "skipped"):
-            node = case.find(kind)
-            if node is not None:
-                outcome, message, text = kind, node.get("message"), node.text
-        props = {p.get("name"): p.get("value") for p in case.iter("property")}
-        out[case.get("name")] = (case.get("classname"), outcome, message, text, props)
-    return out
 
 
 def verbose_items(result) -> list[tuple[str, str]]:
@@ -101,9 +70,7 @@ MIDDLE_FAILS = [
 
 
 def test_the_plugin_is_declared_and_stays_off_without_the_flag(nbtest):
-    import tomllib
-
-    entry_points = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["pytest11"]
+    entry_points = load_toml(ROOT / "pyproject.toml")["project"]["entry-points"]["pytest11"]
     assert entry_points == {"nb2pipe": "nb2pipe.pytest_plugin"}
     write(nbtest.path / "nbs", "nb.ipynb", PIPELINE)
     result = nbtest("nbs")
@@ -141,7 +108,8 @@ def test_items_in_dag_order_and_pytest_selection(nbtest):
 def test_outcomes_failure_report_and_junit_xml(nbtest):
     write(nbtest.path, "good.ipynb", PIPELINE)
     write(nbtest.path, "broken.ipynb", MIDDLE_FAILS)
-    result = nbtest("--nb2pipe", "-rfs", "--junitxml=out.xml", "good.ipynb", "broken.ipynb")
+    result = nbtest("--nb2pipe", "-rfs", "--junitxml=out.xml", "--nb2pipe-export-dir", "ci-out", "good.ipynb",
+                    "broken.ipynb")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.assert_outcomes(passed=10, failed=1, skipped=2)
     result.stdout.fnmatch_lines([
@@ -153,7 +121,7 @@ def test_outcomes_failure_report_and_junit_xml(nbtest):
         "*ZeroDivisionError*Traceback (most recent call last)",
         "*----> 2 cleaned = [[]r / 0 for r in rows[]]*",
         "ZeroDivisionError: division by zero",
-        "executed notebook: */runs/*/clean/attempt-1/step.ipynb",
+        "executed notebook: */ci-out/broken/clean.ipynb",
         "*Captured step output call*",
         "cleaning [1, 2, 3]",
     ])
@@ -176,6 +144,14 @@ def test_outcomes_failure_report_and_junit_xml(nbtest):
     assert (evaluate["metric:accuracy"], evaluate["metric:rmse"], evaluate["status"]) == ("0.9", "0.1", "succeeded")
     assert cases["good.ipynb::load"][4]["artifact:rows"].startswith("builtins.list as ")
     assert cases["good.ipynb::export"][4]["tasks"] == "4"
+    # The CI build artifacts: each pipeline's YAML and each executed step notebook.
+    out = nbtest.path / "ci-out"
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
+        "broken.yaml", "broken/audit.ipynb", "broken/clean.ipynb", "broken/load.ipynb", "good.yaml",
+        "good/clean.ipynb", "good/evaluate.ipynb", "good/load.ipynb", "good/train.ipynb"]
+    assert props["executed_notebook"] == str(out.resolve() / "broken" / "clean.ipynb")
+    executed = nbformat.read(out / "broken" / "clean.ipynb", as_version=4)
+    assert any(o.get("ename") == "ZeroDivisionError" for c in executed.cells for o in c.get("outputs", []))
 
 
 def test_parameters_profiles_and_gates(nbtest):

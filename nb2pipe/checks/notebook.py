@@ -284,8 +284,10 @@ class NotebookCheck:
         out.duration = event.get("duration")
         out.properties.append(("status", status))
         out.properties.append(("run", self._run.id))
+        executed = None
         if rec is not None and rec.output_notebook:
-            out.properties.append(("executed_notebook", str(self.store_root.resolve() / rec.output_notebook)))
+            executed = self._keep_executed(name, self.store_root.resolve() / rec.output_notebook, out)
+            out.properties.append(("executed_notebook", str(executed)))
         if status in ("succeeded", "cached"):
             out.cached = status == "cached"
             if out.cached and rec is not None and rec.cached_from:
@@ -294,7 +296,7 @@ class NotebookCheck:
             if out.failed:
                 out.output = self._output(rec)
         elif status == "failed":
-            self._failed(out, comp, rec, event.get("error") or {})
+            self._failed(out, comp, rec, event.get("error") or {}, executed)
         elif status == "skipped":
             error = event.get("error") or {}
             failed = self._failed_upstreams(comp)
@@ -307,6 +309,22 @@ class NotebookCheck:
             out.fail(Finding("run", f"step '{name}' was cancelled"))
             out.exit_code = int(ExitCode.INTERRUPTED)
         return out
+
+    def _keep_executed(self, step: str, executed: Path, out: Outcome) -> Path:
+        """With an export folder, a copy of the executed step notebook goes there (a CI artifact)."""
+        import shutil
+
+        target = self.suite.executed_target(self.path, step)
+        if target is None or not executed.is_file():
+            return executed
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(executed, target)
+        except OSError as exc:
+            out.warnings.append(f"{self.path}: cannot copy the executed notebook of step '{step}' to {target}: "
+                                f"{exc.strerror or exc}")
+            return executed
+        return target.resolve()
 
     def _not_run(self, out: Outcome, message: str, exit_code: int) -> Outcome:
         """The run could not start or ended early: the first step item says why, the rest skip."""
@@ -333,7 +351,7 @@ class NotebookCheck:
                 frontier.extend(spec.step(name).upstreams)
         return failed
 
-    def _failed(self, out: Outcome, comp: ComponentSpec, rec, error: dict) -> None:
+    def _failed(self, out: Outcome, comp: ComponentSpec, rec, error: dict, executed: Path | None) -> None:
         """A step that failed in the run: the failing cell's source, the exception, the traceback."""
         message = error.get("message") or "failed"
         lines = []
@@ -356,9 +374,9 @@ class NotebookCheck:
             lines.append("")
             lines.append("declared outputs: " + ", ".join(f"{n} (read by {', '.join(self._consumers(comp, n))})"
                                                           for n in comp.outputs))
-        if rec is not None and rec.output_notebook:
+        if executed is not None:
             lines.append("")
-            lines.append(f"executed notebook: {self.store_root.resolve() / rec.output_notebook}")
+            lines.append(f"executed notebook: {executed}")
         out.fail(Finding("step", f"step '{comp.name}' failed: {message}", "\n".join(lines),
                          data={k: error.get(k) for k in ("reason", "cell_index", "cell_id", "ename", "evalue")}))
         out.exit_code = int(_EXIT_CODES.get(error.get("reason"), ExitCode.STEP_FAILED))

@@ -28,7 +28,7 @@ class CheckOptions:
     check_nan: bool | None = None  # None: [tool.nb2pipe.checks] check-nan, else off
     baseline: str | None = None  # RUN_ID or FILE.json
     tolerance: float | None = None  # None: [tool.nb2pipe.checks] tolerance, else 0
-    export_dir: str | os.PathLike | None = None  # where exported pipeline YAML goes (None: not written)
+    export_dir: str | os.PathLike | None = None  # exported pipeline YAML and executed step notebooks (CI artifacts)
     export_base: str | os.PathLike | None = None  # notebook paths under export_dir are relative to this
 
 
@@ -72,15 +72,24 @@ class CheckSuite:
         return store_root(notebook, None)
 
     def export_target(self, notebook: str | os.PathLike) -> Path | None:
+        """Where the exported pipeline YAML goes: EXPORT_DIR/<notebook's path>.yaml."""
+        relative = self._relative(notebook)
+        return None if relative is None else Path(self.options.export_dir) / relative.with_suffix(".yaml")
+
+    def executed_target(self, notebook: str | os.PathLike, step: str) -> Path | None:
+        """Where a step's executed notebook is copied: EXPORT_DIR/<notebook's path without .ipynb>/STEP.ipynb."""
+        relative = self._relative(notebook)
+        return None if relative is None else Path(self.options.export_dir) / relative.with_suffix("") / f"{step}.ipynb"
+
+    def _relative(self, notebook) -> Path | None:
         if self.options.export_dir is None:
             return None
         nb = Path(notebook).resolve()
         base = Path(self.options.export_base or os.getcwd()).resolve()
         try:
-            relative = nb.relative_to(base)
+            return nb.relative_to(base)
         except ValueError:
-            relative = Path(nb.name)
-        return Path(self.options.export_dir) / relative.with_suffix(".yaml")
+            return Path(nb.name)
 
     def baseline_for(self, check: NotebookCheck) -> Baseline | None:
         """The baseline this notebook is compared with, or None. A baseline recorded for a notebook

@@ -36,7 +36,9 @@ _LABELS = {"passed": "ok", "failed": "FAILED", "skipped": "skipped"}
 @click.option("--tolerance", type=click.FloatRange(min=0), default=None, metavar="X",
               help="How much worse than the baseline a metric may be [default: tolerance of "
                    "[tool.nb2pipe.checks], else 0].")
-@click.option("--export-dir", type=click.Path(file_okay=False), help="Write each exported KFP pipeline YAML here.")
+@click.option("--export-dir", type=click.Path(file_okay=False), help="Write each exported KFP pipeline YAML "
+              "(DIR/<notebook path>.yaml) and, with --execute, the executed step notebooks "
+              "(DIR/<notebook path>/STEP.ipynb).")
 @click.option("--junit", "junit", type=click.Path(dir_okay=False), metavar="FILE",
               help="Write a JUnit XML report (testcases NB.ipynb::ITEM, as pytest --nb2pipe names them).")
 @click.option("--strict", is_flag=True, help="Treat validation warnings (e.g. undefined names) as errors.")
