@@ -91,7 +91,7 @@ class Nb2pipePlugin:
             store_factory=None if store else self._temporary_store, executor=opt("nb2pipe_executor"),
             cache=not opt("nb2pipe_no_cache"), workers=opt("nb2pipe_workers"), check_nan=opt("nb2pipe_check_nan"),
             baseline=opt("nb2pipe_baseline"), tolerance=tolerance, export_dir=export_dir, export_base=root))
-        self.selected: set[str] = set()
+        self.selected: set[tuple[str, str]] = set()  # (notebook's node id, item kind) of the selected items
 
     def _temporary_store(self) -> Path:
         factory = getattr(self.config, "_tmp_path_factory", None)  # pytest's tmp_path: the last 3 are kept
@@ -115,8 +115,10 @@ class Nb2pipePlugin:
         return None
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        # After deselection (-k, --deselect, --lf): a notebook whose step items all went starts no run.
-        self.selected = {item.nodeid for item in session.items if isinstance(item, StepItem)}
+        # After deselection (-k, --deselect, --lf): a notebook whose step items all went starts no
+        # run, one whose export item went compiles nothing.
+        self.selected = {(item.nodeid.partition("::")[0], item.kind) for item in session.items
+                         if isinstance(item, NotebookItem)}
 
     # --- reporting --------------------------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)
@@ -257,10 +259,12 @@ class ValidateItem(NotebookItem):
     def outcome(self):
         check = self.check
         outcome = check.validate()
-        plugin = _plugin(self.config)
-        file_id = self.nodeid.partition("::")[0]
-        if any(n.partition("::")[0] == file_id for n in plugin.selected):
-            check.start()  # the run goes on while export compiles
+        # The run and the KFP compile (in a child process) start now and go on side by side.
+        file_id, selected = self.nodeid.partition("::")[0], _plugin(self.config).selected
+        if (file_id, "step") in selected:
+            check.start()
+        if (file_id, "export") in selected:
+            check.start_export()
         return outcome
 
 

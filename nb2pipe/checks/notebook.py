@@ -53,6 +53,9 @@ class NotebookCheck:
         self._step_gates: dict[str, list[Gate]] = {}
         self._baseline = None
         self._run = None
+        self._export = None  # the KFP compile's child process
+        self._export_problem: tuple[str, str] | None = None
+        self._export_outcome: Outcome | None = None
         self._start_error: Nb2pipeError | None = None
         self._start_reported = False
         self._cond = threading.Condition()
@@ -174,40 +177,60 @@ class NotebookCheck:
         return problems
 
     # --- export --------------------------------------------------------------------------------------
-    def export(self) -> Outcome:
-        """The KFP v2 compile of the pipeline (skipped when kfp is not installed)."""
+    def start_export(self) -> None:
+        """Begin the KFP compile in a child process (once), so that it overlaps with the run."""
         import importlib.util
 
-        from nb2pipe.errors import MissingDependency
-        from nb2pipe.registry import EXPORTERS
+        from nb2pipe.checks.exporting import start_export
+
+        if self._export is not None or self._export_problem or self.spec is None:
+            return
+        if importlib.util.find_spec("kfp") is None:
+            self._export_problem = ("skipped", "kfp is not installed (pip install 'nb2pipe[kfp]')")
+            return
+        target = self.suite.export_target(self.path)
+        try:
+            if target is not None:
+                target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self._export_problem = ("failed", f"cannot write the exported pipeline {target}: {exc.strerror or exc}")
+            return
+        self._export = start_export(str(Path(self.path).resolve()), str(target.resolve()) if target else "-",
+                                    str(self.store_root.resolve()))
+
+    def export(self) -> Outcome:
+        """The KFP v2 compile of the pipeline (skipped when kfp is not installed)."""
+        if self._export_outcome is None:
+            self._export_outcome = self._exported()
+        return self._export_outcome
+
+    def _exported(self) -> Outcome:
+        from nb2pipe.checks.exporting import collect_export
 
         out = Outcome(self.path, "export", "export")
         if self.spec is None:
             return out.skip("the notebook is invalid (see its validate item)")
-        if importlib.util.find_spec("kfp") is None:
-            return out.skip("kfp is not installed (pip install 'nb2pipe[kfp]')")
-        target = self.suite.export_target(self.path)
-        notes: list[str] = []
-        try:
-            if target is not None:
-                target.parent.mkdir(parents=True, exist_ok=True)
-            result = EXPORTERS["kfp"](self.path, output=str(target) if target else "-", store=str(self.store_root),
-                                      warn=notes.append)
-        except MissingDependency as exc:
-            return out.skip(str(exc))
-        except Nb2pipeError as exc:
-            out.fail(Finding("export", f"the KFP export failed: {exc}"))
+        self.start_export()
+        if self._export_problem:
+            status, why = self._export_problem
+            if status == "skipped":
+                return out.skip(why)
+            out.fail(Finding("export", why))
             return out
-        except OSError as exc:
-            out.fail(Finding("export", f"cannot write the exported pipeline {target}: {exc.strerror or exc}"))
+        report = collect_export(self._export)
+        if "skipped" in report:
+            return out.skip(report["skipped"])
+        if "error" in report:
+            out.fail(Finding("export", f"the KFP export failed: {report['error']}"))
             return out
-        out.notes.append(f"{result.tasks} task{'s' if result.tasks != 1 else ''}, image {result.image}"
-                         + (f", written to {result.path}" if result.path else ""))
-        out.notes.extend(notes)
-        out.properties.append(("tasks", str(result.tasks)))
-        out.properties.append(("image", result.image))
-        if result.path:
-            out.properties.append(("pipeline_yaml", str(Path(result.path).resolve())))
+        tasks = report["tasks"]
+        out.notes.append(f"{tasks} task{'s' if tasks != 1 else ''}, image {report['image']}"
+                         + (f", written to {report['path']}" if report.get("path") else ""))
+        out.notes.extend(report.get("warnings") or [])
+        out.properties.append(("tasks", str(tasks)))
+        out.properties.append(("image", report["image"]))
+        if report.get("path"):
+            out.properties.append(("pipeline_yaml", str(Path(report["path"]).resolve())))
         return out
 
     # --- the run ------------------------------------------------------------------------------------
@@ -254,10 +277,13 @@ class NotebookCheck:
         return self._run_end
 
     def close(self) -> None:
-        """Cancel the run if it is still going (the session ends)."""
+        """Cancel the run if it is still going (the session ends), and an export not collected."""
         if self._run is not None and not self._run.done():
             self._run.cancel()
             self.wait(timeout=30)
+        if self._export is not None and self._export.poll() is None:
+            self._export.kill()
+            self._export.communicate()
 
     # --- one step ---------------------------------------------------------------------------------
     def step(self, name: str, timeout: float | None = None) -> Outcome:

@@ -76,7 +76,8 @@ def check(notebooks, execute, params, params_file, params_yaml, store, no_cache,
                 click.echo(nb.path)
             validated = _item(outcomes, nb.validate(), as_json, width)
             if execute and validated.passed:
-                nb.start()  # runs while the export compiles
+                nb.start()  # the run and the KFP compile (a child process) go on side by side
+            nb.start_export()
             _item(outcomes, nb.export(), as_json, width)
             if execute:
                 for name in nb.step_names:

@@ -245,3 +245,14 @@ def test_an_invalid_notebook_is_a_failed_validate_and_a_skipped_export(tmp_path)
     assert broken.validate().reason.endswith("not valid JSON (line 1, column 2: Expecting property name enclosed in "
                                              "double quotes)")
     assert exit_code([validate]) == 2
+
+
+def test_an_export_kfp_refuses_fails_its_item_and_the_check(tmp_path):
+    nb = make_nb(tmp_path, [("parameters", "limit = None"), ("step:a", "x = limit")], name="none.ipynb")
+    suite = suite_of(tmp_path)
+    check = suite.add(nb)
+    check.start_export()  # in a child process, collected by export()
+    export = check.export()
+    assert export.failed and export.reason.startswith("the KFP export failed: ")
+    assert "limit" in export.reason and check.export() is export
+    assert exit_code([check.validate(), export]) == 2
