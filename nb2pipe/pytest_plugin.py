@@ -23,6 +23,7 @@ import pytest
 MARKER = "nb2pipe"
 KIND_PROPERTY = "nb2pipe"  # user property naming the item's kind: validate, export, step
 STATUS_PROPERTY = "nb2pipe.status"
+STATIC_ITEMS = ("validate", "export")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -183,7 +184,8 @@ class NotebookFile(pytest.File):
         yield ValidateItem.from_parent(self, name="validate")
         yield ExportItem.from_parent(self, name="export")
         for step in check.step_names:
-            yield StepItem.from_parent(self, name=step)
+            # A step named like one of the static items is NB.ipynb::step:NAME (as its tag reads).
+            yield StepItem.from_parent(self, name=f"step:{step}" if step in STATIC_ITEMS else step, step=step)
 
 
 class NotebookFailed(Exception):
@@ -278,10 +280,14 @@ class ExportItem(NotebookItem):
 class StepItem(NotebookItem):
     kind = "step"
 
+    def __init__(self, *, step: str, **kwargs):
+        super().__init__(**kwargs)
+        self.step = step
+
     def outcome(self):
-        return self.check.step(self.name)
+        return self.check.step(self.step)
 
     @property
     def first_cell(self) -> int:
         spec = self.check.spec
-        return spec.step(self.name).cells[0].index if spec is not None else 1
+        return spec.step(self.step).cells[0].index if spec is not None else 1

@@ -92,10 +92,16 @@ def test_items_in_dag_order_and_pytest_selection(nbtest):
         ("step:b", "y = x * 2"),
     ])
     write(nbtest.path / "nbs", "broken.ipynb", [("step:a", "x = 1"), ("after:nope", "y = x")])
+    write(nbtest.path / "nbs", "named.ipynb", [("step:validate", "x = 1"), ("step:export", "y = x")])
     result = nbtest("--nb2pipe", "--collect-only", "-q", "nbs")
     result.stdout.fnmatch_lines(["nbs/broken.ipynb::validate", "nbs/broken.ipynb::export",
                                  "nbs/flow.ipynb::validate", "nbs/flow.ipynb::export", "nbs/flow.ipynb::a",
-                                 "nbs/flow.ipynb::b", "nbs/flow.ipynb::c", "*7 tests collected*"])
+                                 "nbs/flow.ipynb::b", "nbs/flow.ipynb::c",
+                                 "nbs/named.ipynb::validate", "nbs/named.ipynb::export",
+                                 "nbs/named.ipynb::step:validate", "nbs/named.ipynb::step:export",
+                                 "*11 tests collected*"])
+    named = nbtest("--nb2pipe", "-v", "nbs/named.ipynb")
+    named.assert_outcomes(passed=4)
     result = nbtest("--nb2pipe", "--collect-only", "-q", "nbs", "-k", "flow and not export",
                     "--deselect", "nbs/flow.ipynb::b")
     assert [line for line in result.outlines if "::" in line] == [
