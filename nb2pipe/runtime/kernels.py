@@ -26,10 +26,18 @@ from nb2pipe.errors import ExitCode, Nb2pipeError
 KERNEL_ARGS = ("--HistoryManager.hist_file=:memory:",)
 
 
+# A kernel that dies while it starts is started again, with new ports, up to this many times in all.
+START_ATTEMPTS = 3
+
+
 class KernelStartError(Nb2pipeError):
     """A kernel did not start, or the pool is shutting down (the step fails as kernel_died)."""
 
     exit_code = ExitCode.KERNEL_DIED
+
+
+class KernelDiedAtStart(KernelStartError):
+    """The kernel process exited before it answered kernel_info."""
 
 
 class KernelPool:
@@ -102,7 +110,16 @@ class KernelPool:
             self._log.close()
 
     def _start_one(self):
-        return asyncio.run(self._start())
+        # jupyter_client picks free TCP ports, then the kernel binds them: in between, another kernel
+        # (of this run, or of any process on the machine, e.g. parallel test workers) can take one,
+        # and the kernel exits with "Address already in use" (in kernels.log). A new kernel gets
+        # new ports. A kernel that cannot start at all fails the same way every time.
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                return asyncio.run(self._start())
+            except KernelStartError as exc:
+                if attempt == START_ATTEMPTS or self._closed or not isinstance(exc.__cause__, KernelDiedAtStart):
+                    raise
 
     async def _start(self):
         # An async kernel manager: nbclient needs an async client so that it can notice a dead
@@ -144,7 +161,7 @@ async def handshake(kc, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
         if not await kc.is_alive():
-            raise KernelStartError("kernel died before replying to kernel_info")
+            raise KernelDiedAtStart("kernel died before replying to kernel_info")
         msg_id = kc.kernel_info()
         try:
             while True:
