@@ -8,7 +8,7 @@ are skipped; metric gates, NaN checks and baseline regressions fail the step tha
 
 A face of the engine (nb2pipe.checks does the checking): registered through the ``pytest11``
 entry point, it does nothing at all unless ``--nb2pipe`` is given, and imports nothing of
-nb2pipe until then. Items are named ``<notebook>::<item>`` next to nbval's ``<notebook>::Cell N``,
+nb2pipe but its error classes until then. Items are named ``<notebook>::<item>`` next to nbval's ``<notebook>::Cell N``,
 so ``pytest --nbval --nb2pipe`` collects both side by side. Under pytest-xdist the items of one
 notebook always go to one worker (see `pytest_xdist_make_scheduler`).
 """
@@ -19,6 +19,8 @@ import os
 from pathlib import Path
 
 import pytest
+
+from nb2pipe.errors import ExitCode, Nb2pipeError  # stdlib only: cheap in every pytest session
 
 MARKER = "nb2pipe"
 KIND_PROPERTY = "nb2pipe"  # user property naming the item's kind: validate, export, step
@@ -72,7 +74,6 @@ class Nb2pipePlugin:
     def __init__(self, config: pytest.Config):
         from nb2pipe.checks.suite import CheckOptions, CheckSuite
         from nb2pipe.compile.parameters import parse_cli
-        from nb2pipe.errors import Nb2pipeError
 
         self.config = config
         opt = config.getoption
@@ -188,16 +189,20 @@ class NotebookFile(pytest.File):
             yield StepItem.from_parent(self, name=f"step:{step}" if step in STATIC_ITEMS else step, step=step)
 
 
-class NotebookFailed(Exception):
+class NotebookFailed(Nb2pipeError):
     """An item's checks failed; carries the Outcome for the report."""
+
+    exit_code = ExitCode.STEP_FAILED
 
     def __init__(self, outcome):
         super().__init__(outcome.reason)
         self.outcome = outcome
 
 
-class NotebookWarning(UserWarning):
-    """What validate reports as a warning (e.g. the hidden-state guard)."""
+class NotebookWarning(Nb2pipeError, UserWarning):
+    """What validate reports as a warning (e.g. the hidden-state guard); it fails nothing."""
+
+    exit_code = ExitCode.OK
 
 
 class NotebookItem(pytest.Item):

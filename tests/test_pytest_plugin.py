@@ -77,12 +77,12 @@ def test_the_plugin_is_declared_and_stays_off_without_the_flag(nbtest):
     assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED and "nb.ipynb::" not in result.stdout.str()
     result = nbtest("--collect-only", "nbs/nb.ipynb")  # a notebook is not a test file without --nb2pipe
     assert result.ret == pytest.ExitCode.USAGE_ERROR and "nb.ipynb::" not in result.stdout.str()
-    # Loading the plugin imports nothing of nb2pipe but the module itself.
+    # Loading the plugin imports nothing of nb2pipe but the module itself and its error classes.
     code = ("import sys, pytest, nb2pipe.pytest_plugin\n"
             "print(sorted(m for m in sys.modules if m.startswith('nb2pipe')))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)
-    assert proc.stdout.strip() == "['nb2pipe', 'nb2pipe._version', 'nb2pipe.pytest_plugin']"
+    assert proc.stdout.strip() == "['nb2pipe', 'nb2pipe._version', 'nb2pipe.errors', 'nb2pipe.pytest_plugin']"
 
 
 def test_items_in_dag_order_and_pytest_selection(nbtest):

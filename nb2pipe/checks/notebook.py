@@ -69,7 +69,8 @@ class NotebookCheck:
         if self._checked is None and self.notebook is not None:
             from nb2pipe.compile.compiler import check_notebook
 
-            self._checked = check_notebook(self.path, strict=self.suite.options.strict, notebook=self.notebook)
+            self._checked = check_notebook(self.path, strict=self.suite.options.strict, notebook=self.notebook,
+                                           saved_state=True)
         return self._checked
 
     @property

@@ -52,16 +52,20 @@ def compile_notebook(path, strict: bool = False) -> PipelineSpec:
     return result.spec
 
 
-def check_notebook(path, strict: bool = False, notebook: Notebook | None = None) -> CheckResult:
+def check_notebook(path, strict: bool = False, notebook: Notebook | None = None,
+                   saved_state: bool = False) -> CheckResult:
+    """Every problem of a notebook's pipeline; `saved_state` adds the hidden-state guard's warnings
+    on its saved execution counts (`validate` and `check` ask for them)."""
     nb = notebook or read_notebook(path)
-    return Compiler(nb, strict).run()
+    return Compiler(nb, strict, saved_state).run()
 
 
 class Compiler:
-    def __init__(self, nb: Notebook, strict: bool):
+    def __init__(self, nb: Notebook, strict: bool, saved_state: bool = False):
         self.nb = nb
         self.path = nb.path
         self.strict = strict
+        self.saved_state = saved_state
         self.diagnostics: list[Diagnostic] = []
 
     def problem(self, ann, message, fix=None, severity="error", code="invalid", line=None):
@@ -73,7 +77,8 @@ class Compiler:
         nb = self.nb
         annotations, problems = annotate(nb.cells, self.path)
         self.diagnostics.extend(problems)
-        self.diagnostics.extend(saved_state_warnings(nb.cells, self.path))
+        if self.saved_state:
+            self.diagnostics.extend(saved_state_warnings(nb.cells, self.path))
         if not nb.is_python:
             return self._non_python(annotations)
         split, problems = split_steps(annotations, nb.cells, self.path)
