@@ -13,6 +13,7 @@ def main() -> int:
             ("bench_export.py", ["--repeat", "10", "--cli-repeat", "3"] if quick else []),
             ("bench_runs.py", ["--quick"] if quick else []),
             ("bench_events.py", ["--quick"] if quick else []),
+            ("bench_pytest.py", ["--quick"] if quick else []),
             ("bench_docker.py", ["--quick"] if quick else [])]
     codes = []
     for script, args in plan:

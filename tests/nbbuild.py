@@ -132,3 +132,50 @@ def check_store(store) -> int:
 
 def executed_notebook(store, step_record) -> nbformat.NotebookNode:
     return nbformat.read(str(Path(store) / step_record.output_notebook), as_version=4)
+
+
+def load_toml(path) -> dict:
+    """A TOML file (pyproject.toml) as a dict, on every Python nb2pipe supports."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def plugin_args() -> list[str]:
+    """`-p nb2pipe.pytest_plugin` unless the pytest11 entry point is installed (pytest would then load
+    the module a second time under another name, and refuse)."""
+    import importlib.metadata
+
+    installed = any(ep.name == "nb2pipe" and ep.value == "nb2pipe.pytest_plugin"
+                    for ep in importlib.metadata.entry_points(group="pytest11"))
+    return [] if installed else ["-p", "nb2pipe.pytest_plugin"]
+
+
+def pytest_runner(pytester, monkeypatch):
+    """`run(*args)`: pytest with the nb2pipe plugin in a fresh process in `pytester.path` (as CI runs it)."""
+    monkeypatch.setenv("PYTHONPATH", str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    monkeypatch.delenv("NB2PIPE_STORE", raising=False)
+
+    def run(*args, timeout: float = 240):
+        return pytester.runpytest_subprocess(*plugin_args(), *map(str, args), timeout=timeout)
+
+    run.path = pytester.path
+    return run
+
+
+def junit(path) -> dict:
+    """A JUnit XML file: testcase name -> (classname, outcome, message, text, properties)."""
+    import xml.etree.ElementTree as ET
+
+    out = {}
+    for case in ET.parse(path).getroot().iter("testcase"):
+        outcome, message, text = "passed", None, None
+        for kind in ("failure", "error", "skipped"):
+            node = case.find(kind)
+            if node is not None:
+                outcome, message, text = kind, node.get("message"), node.text
+        props = {p.get("name"): p.get("value") for p in case.iter("property")}
+        out[case.get("name")] = (case.get("classname"), outcome, message, text, props)
+    return out

@@ -4,7 +4,7 @@ A face of the engine: each command parses its arguments, calls the engine's Pyth
 (nb2pipe.api and the store) and renders what comes back; signals and terminals live here only.
 """
 
-from nb2pipe.cli import build, inspect, kfp, run, runs, store  # noqa: F401  (each registers its commands)
+from nb2pipe.cli import build, check, inspect, kfp, run, runs, store  # noqa: F401  (each registers its commands)
 from nb2pipe.cli.app import main
 
 __all__ = ["main"]

@@ -114,7 +114,7 @@ def validate(notebooks: tuple[str, ...], strict: bool, as_json: bool) -> None:
     reports, ok = [], True
     for path in notebooks:
         try:
-            result = check_notebook(path, strict=strict)
+            result = check_notebook(path, strict=strict, saved_state=True)
             diagnostics = result.diagnostics
             valid = not result.errors and result.spec is not None
             steps = len(result.spec.steps) if result.spec else 0

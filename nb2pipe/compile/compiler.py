@@ -12,6 +12,7 @@ from pathlib import Path
 
 from nb2pipe.compile.dataflow import CellSyntaxError, StepFlow, literal_assignments, metric_names
 from nb2pipe.compile.notebook import Notebook, read_notebook
+from nb2pipe.compile.saved_state import saved_state_warnings
 from nb2pipe.compile.steps import StepSource, default_step_name, split_steps
 from nb2pipe.compile.tags import CODE, METRICS_TAG, RAISES_EXCEPTION_TAG, SKIP_EXECUTION_TAG, annotate
 from nb2pipe.errors import Diagnostic, PipelineInvalid
@@ -51,16 +52,20 @@ def compile_notebook(path, strict: bool = False) -> PipelineSpec:
     return result.spec
 
 
-def check_notebook(path, strict: bool = False, notebook: Notebook | None = None) -> CheckResult:
+def check_notebook(path, strict: bool = False, notebook: Notebook | None = None,
+                   saved_state: bool = False) -> CheckResult:
+    """Every problem of a notebook's pipeline; `saved_state` adds the hidden-state guard's warnings
+    on its saved execution counts (`validate` and `check` ask for them)."""
     nb = notebook or read_notebook(path)
-    return Compiler(nb, strict).run()
+    return Compiler(nb, strict, saved_state).run()
 
 
 class Compiler:
-    def __init__(self, nb: Notebook, strict: bool):
+    def __init__(self, nb: Notebook, strict: bool, saved_state: bool = False):
         self.nb = nb
         self.path = nb.path
         self.strict = strict
+        self.saved_state = saved_state
         self.diagnostics: list[Diagnostic] = []
 
     def problem(self, ann, message, fix=None, severity="error", code="invalid", line=None):
@@ -72,6 +77,8 @@ class Compiler:
         nb = self.nb
         annotations, problems = annotate(nb.cells, self.path)
         self.diagnostics.extend(problems)
+        if self.saved_state:
+            self.diagnostics.extend(saved_state_warnings(nb.cells, self.path))
         if not nb.is_python:
             return self._non_python(annotations)
         split, problems = split_steps(annotations, nb.cells, self.path)
@@ -118,7 +125,7 @@ class Compiler:
     # --- pieces ----------------------------------------------------------------------------
     def _non_python(self, annotations) -> CheckResult:
         ours = [a for a in annotations if a.cell_type == "code" and (
-            a.step or a.after or a.options or a.role != CODE or a.metrics)]
+            a.step or a.after or a.options or a.role != CODE or a.metrics or a.gates)]
         if ours:
             self.problem(ours[0], f"pipeline tags need a Python kernel; this notebook's kernel is "
                                   f"'{self.nb.kernel_name}' ({self.nb.language})",
@@ -207,7 +214,9 @@ class Compiler:
             )
             for ann, src in s.cells:
                 if ann.metrics:
-                    comp.metrics.extend(n for n in metric_names(src) if n not in comp.metrics)
+                    defined = metric_names(src)
+                    comp.metrics.extend(n for n in defined if n not in comp.metrics)
+                    self._gates(comp, ann, defined)
             cell_of = {a.index: a for a, _ in s.cells}
             for name, cell_index in flow.external_reads().items():
                 if name in setup_names:
@@ -242,6 +251,18 @@ class Compiler:
             order = list(flow.outputs())
             comp.outputs = sorted(wanted[s.name], key=lambda n: order.index(n) if n in order else len(order))
         return components
+
+    def _gates(self, comp: ComponentSpec, ann, defined: list[str]) -> None:
+        """A metrics cell's assert: tags must name metrics that cell reports."""
+        for gate in ann.gates:
+            if gate.metric not in defined:
+                close = suggest(gate.metric, defined)
+                self.problem(ann, f"gate assert:{gate.text} names '{gate.metric}', which this metrics cell does "
+                                  "not report" + (f" (it reports {', '.join(defined)})" if defined else ""),
+                             f"did you mean assert:{gate.text.replace(gate.metric, close, 1)}?" if close else
+                             f"assign {gate.metric} in this cell, or fix the tag", code="gate")
+                continue
+            comp.gates.append(gate)
 
     def _after_edges(self, steps: list[StepSource], graph: StepGraph) -> None:
         names = [s.name for s in steps]

@@ -1,7 +1,7 @@
 """The tag language: cell metadata tags -> one :class:`CellAnnotation` per cell.
 
-This is the only module that knows tag spellings (ours, Kale's aliases, nbclient's own tags).
-Everything downstream consumes CellAnnotation objects.
+This is the only module that knows tag spellings (ours, Kale's aliases, nbclient's and nbval's
+own tags). Everything downstream consumes CellAnnotation objects.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from nb2pipe.errors import Diagnostic
 from nb2pipe.model.names import STEP_NAME_RULE, check_step_name
+from nb2pipe.model.spec import GATE_OPERATORS, GateSpec
 
 # Tags other tools define, kept with their meaning.
 PARAMETERS_TAG = "parameters"  # papermill's parameters cell
@@ -40,13 +41,22 @@ ROLE_TAGS = {
 }
 METRICS_TAGS = {METRICS_TAG, "pipeline-metrics"}  # ours, Kale's
 NBCLIENT_TAGS = {RAISES_EXCEPTION_TAG, SKIP_EXECUTION_TAG}  # nbclient/nbval keep their meaning
+# nbval's spellings of nbclient's tags, with the same meaning (a notebook tested with nbval runs here as is).
+NBVAL_ALIASES = {"nbval-raises-exception": RAISES_EXCEPTION_TAG, "nbval-skip": SKIP_EXECUTION_TAG}
+# nbval's output-comparison tags: they mean nothing to a pipeline and are accepted silently.
+NBVAL_OUTPUT_TAGS = {"nbval-ignore-output", "nbval-check-output"}
+# A metric gate on a metrics cell: assert:NAME>=VALUE (also >, <=, <, ==).
+GATE_PREFIX = "assert"
+GATE_HELP = "assert:NAME>=VALUE (also >, <=, <, ==), e.g. assert:accuracy>=0.9"
 STEP_PREFIXES = {"step": "step", "block": "step", "after": "after", "prev": "after"}
 OPTION_PREFIXES = ("image", "cpu", "memory", "gpu", "retries", "timeout", "cache", "limit")
 # Kale tags we accept but that only mean something on a Kubernetes cluster.
 KALE_K8S_PREFIXES = ("annotation", "label", "secret", "report", "notebook", "volume")
 
-_ALL_PREFIXES = tuple(STEP_PREFIXES) + OPTION_PREFIXES + KALE_K8S_PREFIXES
-_ALL_BARE = tuple(ROLE_TAGS) + tuple(METRICS_TAGS) + tuple(NBCLIENT_TAGS)
+_ALL_PREFIXES = tuple(STEP_PREFIXES) + OPTION_PREFIXES + KALE_K8S_PREFIXES + (GATE_PREFIX,)
+_ALL_BARE = tuple(ROLE_TAGS) + tuple(METRICS_TAGS) + tuple(NBCLIENT_TAGS) + tuple(NBVAL_ALIASES)
+_FOREIGN_BARE = frozenset(NBVAL_OUTPUT_TAGS)
+_GATE_RE = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(>=|<=|==|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*")
 
 _MEMORY_RE = re.compile(r"^(\d+(?:\.\d+)?)([KMGTP]i?|[kmgtp]i?|[KMGTP]B|)$")
 _MEMORY_UNITS = {
@@ -72,6 +82,7 @@ class CellAnnotation:
     raises_exception: bool = False
     skip_execution: bool = False
     options: dict = field(default_factory=dict)
+    gates: list[GateSpec] = field(default_factory=list)  # assert: tags (a metrics cell's thresholds)
 
 
 def annotate(cells: list, path: str) -> tuple[list[CellAnnotation], list[Diagnostic]]:
@@ -114,13 +125,17 @@ def annotate_cell(cell, index: int, path: str) -> tuple[CellAnnotation, list[Dia
             roles.append(ROLE_TAGS[tag])
         elif tag in METRICS_TAGS:
             ann.metrics = True
-        elif tag == RAISES_EXCEPTION_TAG:
+        elif tag == RAISES_EXCEPTION_TAG or NBVAL_ALIASES.get(tag) == RAISES_EXCEPTION_TAG:
             ann.raises_exception = True
-        elif tag == SKIP_EXECUTION_TAG:
+        elif tag == SKIP_EXECUTION_TAG or NBVAL_ALIASES.get(tag) == SKIP_EXECUTION_TAG:
             ann.skip_execution = True
+        elif tag in _FOREIGN_BARE:
+            continue
         elif ":" in tag:
             prefix, _, value = tag.partition(":")
-            if prefix in STEP_PREFIXES:
+            if prefix == GATE_PREFIX:
+                _gate_tag(ann, value, tag, index, problem)
+            elif prefix in STEP_PREFIXES:
                 _step_tag(ann, prefix, value, tag, problem)
             elif prefix in OPTION_PREFIXES:
                 _option_tag(ann, prefix, value, tag, problem)
@@ -134,6 +149,10 @@ def annotate_cell(cell, index: int, path: str) -> tuple[CellAnnotation, list[Dia
         else:
             _suggest(tag, None, None, problem)
 
+    if ann.gates and not ann.metrics:
+        problem(f"gate tag{'s' if len(ann.gates) > 1 else ''} {', '.join('assert:' + g.text for g in ann.gates)} "
+                "on a cell that reports no metrics", "add the metrics tag to this cell, or move the assert: tag "
+                "to the metrics cell that defines the metric", code="gate")
     roles = sorted(set(roles))
     if len(roles) > 1:
         problem(f"conflicting tags: a cell cannot be both {' and '.join(roles)}",
@@ -163,6 +182,32 @@ def _step_tag(ann: CellAnnotation, prefix: str, value: str, tag: str, problem) -
         ann.step = value
     elif value not in ann.after:
         ann.after.append(value)
+
+
+def _gate_tag(ann: CellAnnotation, value: str, tag: str, index: int, problem) -> None:
+    try:
+        gate = parse_gate(value, cell_index=index)
+    except ValueError as exc:
+        problem(f"bad gate tag '{tag}': {exc}", GATE_HELP, code="gate")
+        return
+    if any(g.text == gate.text for g in ann.gates):
+        return
+    ann.gates.append(gate)
+
+
+def parse_gate(text: str, cell_index: int | None = None) -> GateSpec:
+    """`NAME OP VALUE` (the part after `assert:`; spaces allowed) -> GateSpec; ValueError says why not."""
+    m = _GATE_RE.fullmatch(text)
+    if m is None:
+        if not any(op in text for op in GATE_OPERATORS):
+            raise ValueError(f"'{text}' has no comparison ({', '.join(GATE_OPERATORS)})")
+        name = re.split(r"[<>=!]", text, maxsplit=1)[0].strip()
+        if not name.isidentifier():
+            raise ValueError(f"'{name}' is not a metric name")
+        raise ValueError(f"'{text}' is not NAME OP NUMBER")
+    name, op, number = m.groups()
+    threshold = float(number) if any(c in number for c in ".eE") else int(number)
+    return GateSpec(name, op, threshold, cell_index)
 
 
 def _option_tag(ann: CellAnnotation, prefix: str, value: str, tag: str, problem) -> None:
@@ -246,6 +291,11 @@ def memory_bytes(size: str) -> int:
     if not m:
         raise ValueError(size)
     return int(float(m.group(1)) * _MEMORY_UNITS[m.group(2).lower()])
+
+
+def nbval_tags() -> frozenset[str]:
+    """Every nbval tag this module understands (aliases and accepted output tags)."""
+    return frozenset(NBVAL_ALIASES) | frozenset(NBVAL_OUTPUT_TAGS)
 
 
 def _looks_like_ours(tag: str) -> bool:

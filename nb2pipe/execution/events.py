@@ -10,7 +10,8 @@ README.md, "Run events"):
   "metrics": [...]}`` when it ends (always the last event of a run);
 * ``{"type": "step", "step", "status", "attempt", "duration", "cached", "error"}`` on every state
   change of a step: ``queued`` (at run start), ``running`` (each attempt), then one of
-  ``succeeded``, ``failed``, ``cached``, ``skipped``, ``cancelled``;
+  ``succeeded``, ``failed``, ``cached``, ``skipped``, ``cancelled``; a ``succeeded`` or ``cached``
+  event also has ``metrics``, the ones this step reported (as in the run's end event);
 * ``{"type": "cell", "step", "attempt", "cell_index", "cells", "source_cell", "cell_id"}`` when a
   cell of a step starts: ``cell_index`` counts the step's own cells from 1 (``cell 3/7``),
   ``source_cell`` is its 1-based position in the source notebook, ``cell_id`` its id;
@@ -31,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from nb2pipe.model.records import RunRecord, Status, StepRecord
+from nb2pipe.model.records import Metric, RunRecord, Status, StepRecord
 
 logger = logging.getLogger("nb2pipe.events")
 
@@ -126,10 +127,13 @@ def step_event_status(rec: StepRecord) -> str:
     return rec.status.value
 
 
-def step_event(rec: StepRecord, status: str | None = None) -> dict:
-    return {"type": "step", "step": rec.name, "status": status or step_event_status(rec), "attempt": rec.attempts,
-            "duration": rec.duration, "cached": rec.cached,
-            "error": rec.error.to_dict() if rec.error is not None else None}
+def step_event(rec: StepRecord, status: str | None = None, metrics: list[Metric] | None = None) -> dict:
+    event = {"type": "step", "step": rec.name, "status": status or step_event_status(rec), "attempt": rec.attempts,
+             "duration": rec.duration, "cached": rec.cached,
+             "error": rec.error.to_dict() if rec.error is not None else None}
+    if metrics is not None:
+        event["metrics"] = [m.to_dict() for m in metrics]
+    return event
 
 
 def run_started_event(run: RunRecord, reused: dict[str, dict] | None = None) -> dict:

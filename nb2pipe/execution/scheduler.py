@@ -319,6 +319,7 @@ class Scheduler:
         rec.image_digest, rec.input_parameters = hit.image_digest, hit.input_parameters
         for ref in rec.outputs:
             ref.run_id = ref.run_id or hit.cached_from
+        self._metrics[rec.name] = self._cached_metrics(rec)
         self._record(rec)
         return True
 
@@ -328,9 +329,15 @@ class Scheduler:
         self._record(rec)
 
     def _record(self, rec: StepRecord, status: str | None = None) -> None:
+        metrics = self._step_metrics(rec.name) if rec.status in (Status.SUCCEEDED, Status.CACHED) else None
         with self._lock:
             self.ws.runs.update_step(self.record.id, rec)
-            self.bus.emit(step_event(rec, status))
+            self.bus.emit(step_event(rec, status, metrics))
+
+    def _step_metrics(self, name: str) -> list[Metric]:
+        """What a finished step reported (metrics.json; for a cached step, the run it came from)."""
+        return [Metric.from_dict({"name": n, "value": e.get("value"), "flag": e.get("flag")})
+                for n, e in self._metrics.get(name, {}).items()]
 
     # --- one step -------------------------------------------------------------------------
     def _execute(self, comp: ComponentSpec, rec: StepRecord, inputs: dict[str, ArtifactRef]) -> StepRecord:
@@ -409,11 +416,8 @@ class Scheduler:
     def _finish(self, run: RunRecord) -> RunRecord:
         metrics: list[Metric] = []
         for rec in run.steps:
-            values = self._metrics.get(rec.name) if rec.status == Status.SUCCEEDED else None
-            if rec.status == Status.CACHED and rec.cached_from:
-                values = self._cached_metrics(rec)
-            for name, entry in (values or {}).items():
-                metrics.append(Metric.from_dict({"name": name, "value": entry.get("value"), "flag": entry.get("flag")}))
+            if rec.status in (Status.SUCCEEDED, Status.CACHED):
+                metrics.extend(self._step_metrics(rec.name))
         statuses = {r.status for r in run.steps}
         reasons = {r.error.reason for r in run.steps if r.error and r.status == Status.FAILED}
         if self._cancel is not None:
@@ -441,7 +445,7 @@ class Scheduler:
 
     def _cached_metrics(self, rec: StepRecord) -> dict:
         comp = self.spec.step(rec.name)
-        if not comp.metrics:
+        if not comp.metrics or not rec.cached_from:
             return {}
         try:
             source = self.ws.runs.get_run(rec.cached_from)

@@ -63,6 +63,36 @@ class InputSpec:
         return cls(d["name"], d["producer"])
 
 
+GATE_OPERATORS = (">=", ">", "<=", "<", "==")
+
+
+@dataclass
+class GateSpec:
+    """A threshold a metric must meet: the `assert:NAME>=VALUE` tag of a metrics cell.
+
+    Gates change no result, so they are in no hash: editing a threshold re-runs nothing.
+    """
+
+    metric: str
+    op: str  # one of GATE_OPERATORS
+    threshold: int | float
+    cell_index: int | None = None  # the metrics cell that declares it (None: from configuration)
+
+    @property
+    def text(self) -> str:
+        """How it is written: `accuracy>=0.9`."""
+        return f"{self.metric}{self.op}{self.threshold!r}"
+
+    @property
+    def higher_is_better(self) -> bool | None:
+        """The direction it implies (None for ==)."""
+        return None if self.op == "==" else self.op.startswith(">")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> GateSpec:
+        return cls(d["metric"], d["op"], d["threshold"], d.get("cell_index"))
+
+
 @dataclass
 class StepOptions:
     image: str | None = None
@@ -93,6 +123,7 @@ class ComponentSpec:
     upstreams: list[str] = field(default_factory=list)  # data edges and after: edges
     after: list[str] = field(default_factory=list)  # the explicit after: part of upstreams
     metrics: list[str] = field(default_factory=list)  # names its metrics cells report
+    gates: list[GateSpec] = field(default_factory=list)  # thresholds on those metrics (assert: tags)
     options: StepOptions = field(default_factory=StepOptions)
     content_hash: str = ""
 
@@ -116,6 +147,7 @@ class ComponentSpec:
             upstreams=list(d.get("upstreams", [])),
             after=list(d.get("after", [])),
             metrics=list(d.get("metrics", [])),
+            gates=[GateSpec.from_dict(g) for g in d.get("gates", [])],
             options=StepOptions.from_dict(d.get("options", {})),
             content_hash=d.get("content_hash", ""),
         )

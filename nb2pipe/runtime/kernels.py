@@ -51,10 +51,18 @@ def remove_stale_socket_folders() -> None:
 KERNEL_ARGS = ("--HistoryManager.hist_file=:memory:",)
 
 
+# A kernel that dies while it starts is started again, with new ports, up to this many times in all.
+START_ATTEMPTS = 3
+
+
 class KernelStartError(Nb2pipeError):
     """A kernel did not start, or the pool is shutting down (the step fails as kernel_died)."""
 
     exit_code = ExitCode.KERNEL_DIED
+
+
+class KernelDiedAtStart(KernelStartError):
+    """The kernel process exited before it answered kernel_info."""
 
 
 class KernelPool:
@@ -136,7 +144,15 @@ class KernelPool:
         shutil.rmtree(self._sockets, ignore_errors=True)
 
     def _start_one(self):
-        return asyncio.run(self._start())
+        # A kernel that dies as it starts (its sockets could not be bound, a transient fault) is
+        # started again, with new socket paths; one that cannot start at all fails the same way
+        # every time, and the last attempt's error is the step's.
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                return asyncio.run(self._start())
+            except KernelStartError as exc:
+                if attempt == START_ATTEMPTS or self._closed or not isinstance(exc.__cause__, KernelDiedAtStart):
+                    raise
 
     async def _start(self):
         # An async kernel manager: nbclient needs an async client so that it can notice a dead
@@ -181,7 +197,7 @@ async def handshake(kc, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
         if not await kc.is_alive():
-            raise KernelStartError("kernel died before replying to kernel_info")
+            raise KernelDiedAtStart("kernel died before replying to kernel_info")
         msg_id = kc.kernel_info()
         try:
             while True:

@@ -387,3 +387,57 @@ def test_all_errors_are_collected_in_one_pass(tmp_path):
     assert sorted(codes(result)) == ["after", "option", "syntax", "tag"]
     assert sorted((d.code, d.cell_index) for d in result.errors) == [
         ("after", 3), ("option", 1), ("syntax", 2), ("tag", 3)]
+
+
+# --- metric gates ---------------------------------------------------------------------------------
+
+def test_gates_are_part_of_the_step_that_reports_the_metric(tmp_path):
+    spec = spec_of(tmp_path, [
+        code("x = 1", "step:train"),
+        code("acc = 0.9\nloss = 0.1", "step:evaluate"),
+        code("acc\nloss", "metrics", "assert:acc>=0.8", "assert:loss<=0.2"),
+    ])
+    assert [g.text for g in spec.step("evaluate").gates] == ["acc>=0.8", "loss<=0.2"]
+    assert spec.step("evaluate").gates[0].cell_index == 3
+    assert spec.step("train").gates == []
+
+
+def test_a_gate_naming_a_metric_the_cell_does_not_report(tmp_path):
+    result = check_cells(tmp_path, [
+        code("accuracy = 0.9", "step:evaluate"),
+        code("accuracy = float(accuracy)\nf1 = 0.5", "metrics", "assert:acuracy>=0.8", "assert:auc>0.5"),
+    ])
+    assert codes(result) == ["gate", "gate"]
+    first, second = result.errors
+    assert first.message == ("gate assert:acuracy>=0.8 names 'acuracy', which this metrics cell does not report "
+                             "(it reports accuracy, f1)")
+    assert first.fix == "did you mean assert:accuracy>=0.8?" and first.cell_index == 2
+    assert second.fix == "assign auc in this cell, or fix the tag"
+
+
+def test_gates_change_no_hash(tmp_path):
+    cells = [code("acc = 0.9", "step:evaluate"), code("acc", "metrics", "assert:acc>=0.8")]
+    a = spec_of(tmp_path, cells, name="a.ipynb")
+    cells[1].metadata["tags"] = ["metrics", "assert:acc>=0.95", "assert:acc<1"]
+    b = spec_of(tmp_path, cells, name="a.ipynb")
+    assert [g.text for g in b.step("evaluate").gates] == ["acc>=0.95", "acc<1"]
+    assert a.step("evaluate").content_hash == b.step("evaluate").content_hash and a.spec_hash == b.spec_hash
+
+
+def test_gates_round_trip_through_the_spec_dict(tmp_path):
+    from nb2pipe.model.spec import PipelineSpec
+
+    spec = spec_of(tmp_path, [code("acc = 0.9", "step:e"), code("acc", "metrics", "assert:acc==0.9")])
+    again = PipelineSpec.from_dict(spec.to_dict())
+    assert again.step("e").gates == spec.step("e").gates and again.to_json() == spec.to_json()
+
+
+def test_nbval_tags_become_nbclient_tags_in_the_spec(tmp_path):
+    spec = spec_of(tmp_path, [
+        code("x = 1", "step:a"),
+        code("raise ValueError('expected')", "nbval-raises-exception"),
+        code("import time; time.sleep(100)", "nbval-skip", "nbval-ignore-output"),
+        code("y = x", "step:b", "nbval-check-output"),
+    ])
+    assert [c.tags for c in spec.step("a").cells] == [[], ["raises-exception"], ["skip-execution"]]
+    assert spec.step("b").cells[0].tags == [] and [i.name for i in spec.step("b").inputs] == ["x"]

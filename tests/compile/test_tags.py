@@ -13,6 +13,7 @@ from nb2pipe.compile.tags import (
     annotate,
     annotate_cell,
     memory_bytes,
+    parse_gate,
     parse_option,
 )
 from nb2pipe.model.names import STEP_NAME_RULE
@@ -310,8 +311,8 @@ def test_typos_get_a_did_you_mean_fix(tag, fix):
 
 
 @pytest.mark.parametrize("tag", [
-    "hide-input", "remove-cell", "remove-output", "thebe-init", "injected-parameters", "nbval-skip",
-    "export", "my:own", "solution", "TODO",
+    "hide-input", "remove-cell", "remove-output", "thebe-init", "injected-parameters", "nbval-ignore-output",
+    "nbval-check-output", "export", "my:own", "solution", "TODO",
 ])
 def test_foreign_tags_are_left_alone(tag):
     clean(tag)
@@ -357,3 +358,76 @@ def test_annotate_numbers_cells_from_one_and_locates_problems():
     assert [a.cell_id for a in annotations] == ["m", "a", "b"]
     assert [(p.path, p.cell_index, p.cell_id) for p in problems] == [("dir/nb.ipynb", 3, "b")]
     assert str(problems[0]) == "dir/nb.ipynb:cell 3 [b]: unknown tag 'stpe:b' (fix: did you mean step:b?)"
+
+
+# --- nbval's tags ------------------------------------------------------------------------------
+
+def test_nbval_tags_mean_what_nbclient_tags_mean():
+    ann = clean("nbval-raises-exception")
+    assert ann.raises_exception and not ann.skip_execution
+    ann = clean("nbval-skip")
+    assert ann.skip_execution and not ann.raises_exception
+    ann = clean("step:a", "nbval-ignore-output", "nbval-check-output")
+    assert ann.step == "a" and not ann.raises_exception and not ann.skip_execution and ann.options == {}
+
+
+def test_nbval_typo_gets_a_suggestion():
+    _, err = single_error("nbval-raises-exceptions")
+    assert err.fix == "did you mean nbval-raises-exception?"
+
+
+# --- metric gates: assert:NAME OP VALUE -----------------------------------------------------------
+
+@pytest.mark.parametrize("tag,metric,op,threshold", [
+    ("assert:accuracy>=0.9", "accuracy", ">=", 0.9),
+    ("assert:auc>0.75", "auc", ">", 0.75),
+    ("assert:rmse<=60", "rmse", "<=", 60),
+    ("assert:loss<1e-3", "loss", "<", 0.001),
+    ("assert:n_rows==442", "n_rows", "==", 442),
+    ("assert:delta>=-0.5", "delta", ">=", -0.5),
+    ("assert:r2>=.4", "r2", ">=", 0.4),
+])
+def test_gate_tags_on_a_metrics_cell(tag, metric, op, threshold):
+    ann = clean("metrics", tag)
+    assert ann.metrics
+    [gate] = ann.gates
+    assert (gate.metric, gate.op, gate.threshold, gate.cell_index) == (metric, op, threshold, 3)
+    assert type(gate.threshold) is type(threshold)
+
+
+def test_several_gates_keep_their_order_and_a_repeat_counts_once():
+    ann = clean("metrics", "assert:acc>=0.9", "assert:loss<0.3", "assert:acc>=0.9", "assert:acc<=1")
+    assert [g.text for g in ann.gates] == ["acc>=0.9", "loss<0.3", "acc<=1"]
+    assert [g.higher_is_better for g in ann.gates] == [True, False, False]
+
+
+@pytest.mark.parametrize("tag,message", [
+    ("assert:acc=>0.9", "bad gate tag 'assert:acc=>0.9': 'acc=>0.9' is not NAME OP NUMBER"),
+    ("assert:acc>=high", "bad gate tag 'assert:acc>=high': 'acc>=high' is not NAME OP NUMBER"),
+    ("assert:acc", "bad gate tag 'assert:acc': 'acc' has no comparison (>=, >, <=, <, ==)"),
+    ("assert:>=0.9", "bad gate tag 'assert:>=0.9': '' is not a metric name"),
+    ("assert:1acc>=0.9", "bad gate tag 'assert:1acc>=0.9': '1acc' is not a metric name"),
+    ("assert:acc>=0.9>=1", "bad gate tag 'assert:acc>=0.9>=1': 'acc>=0.9>=1' is not NAME OP NUMBER"),
+])
+def test_bad_gate_tags(tag, message):
+    ann, err = single_error("metrics", tag)
+    assert err.message == message and err.code == "gate"
+    assert err.fix.startswith("assert:NAME>=VALUE") and ann.gates == []
+
+
+def test_gate_on_a_cell_that_reports_no_metrics():
+    ann, err = single_error("step:train", "assert:acc>=0.9")
+    assert err.message == "gate tag assert:acc>=0.9 on a cell that reports no metrics"
+    assert "add the metrics tag" in err.fix
+
+
+def test_gate_prefix_typo():
+    _, err = single_error("metrics", "asert:acc>=0.9")
+    assert err.fix == "did you mean assert:acc>=0.9?"
+
+
+def test_parse_gate_allows_spaces_as_written_in_pyproject():
+    gate = parse_gate("  forest_auc >= 0.95 ")
+    assert (gate.metric, gate.op, gate.threshold, gate.cell_index) == ("forest_auc", ">=", 0.95, None)
+    with pytest.raises(ValueError, match="is not NAME OP NUMBER"):
+        parse_gate("auc >= nan")

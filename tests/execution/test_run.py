@@ -187,6 +187,32 @@ def test_a_failed_step_event_carries_its_error_and_retries_are_attempts(tmp_path
     assert missing.returncode == 2 and "has 2 attempt(s)" in missing.stderr
 
 
+def test_a_finished_step_event_carries_the_metrics_it_reported_also_from_the_cache(tmp_path):
+    nb = make_nb(tmp_path, [
+        ("step:train", "acc = 0.75"),
+        ("step:evaluate", "auc = acc + 0.1\nloss = float('nan')"),
+        ("metrics", "auc\nloss"),
+    ])
+
+    def finals(run):
+        return {e["step"]: e for e in run.events() if e["type"] == "step" and e["status"] in ("succeeded", "cached")}
+
+    first = nb2pipe.start(nb, store=tmp_path / "store")
+    record = first.wait()
+    steps = finals(first)
+    assert "metrics" not in [e for e in first.events() if e["type"] == "step" and e["step"] == "evaluate"][0]
+    assert steps["train"]["metrics"] == []
+    assert steps["evaluate"]["metrics"] == [{"name": "auc", "value": 0.85, "flag": None},
+                                            {"name": "loss", "value": "NaN", "flag": "nan"}]
+    assert [m.to_dict() for m in record.metrics] == steps["evaluate"]["metrics"]
+    again = nb2pipe.start(nb, store=tmp_path / "store")
+    record = again.wait()
+    cached = finals(again)
+    assert cached["evaluate"]["status"] == "cached"
+    assert cached["evaluate"]["metrics"] == steps["evaluate"]["metrics"]
+    assert [m.to_dict() for m in record.metrics] == steps["evaluate"]["metrics"]
+
+
 def test_cli_events_are_json_lines_on_stdout(tmp_path):
     nb = make_nb(tmp_path, PRINTS)
     proc = cli("run", nb, "--store", tmp_path / "store", "--events")

@@ -1,5 +1,5 @@
 """The kernel pool: kernels on Unix sockets in a private folder (no TCP port to collide on),
-killed and cleaned up with the pool."""
+started again when one dies as it starts, killed and cleaned up with the pool and its runner."""
 
 from __future__ import annotations
 
@@ -8,9 +8,49 @@ import stat
 
 import pytest
 
-from nb2pipe.runtime.kernels import KernelPool
+from nb2pipe.runtime import kernels
+from nb2pipe.runtime.kernels import START_ATTEMPTS, KernelPool, KernelStartError
 
 pytestmark = pytest.mark.kernel
+
+
+def unbindable(monkeypatch, times: int) -> list:
+    """The first `times` kernels the pool creates get a socket path that cannot be bound (a
+    kernel dying as it starts), the rest the pool's own."""
+    real = kernels.forked_kernel_manager
+    made = []
+
+    def manager(zygote, kernel_name, **options):
+        km = real(zygote, kernel_name, **options)
+        if len(made) < times:
+            km.ip = "/nonexistent-nb2pipe-folder/k"
+        made.append(km)
+        return km
+
+    monkeypatch.setattr(kernels, "forked_kernel_manager", manager)
+    return made
+
+
+def test_a_kernel_that_died_at_start_is_started_again(tmp_path, monkeypatch):
+    made = unbindable(monkeypatch, times=1)
+    pool = KernelPool("python3", str(tmp_path), log_path=str(tmp_path / "kernels.log"))
+    try:
+        km = pool.acquire()
+        assert len(made) == 2 and km is made[1] and km.ip.startswith(pool._sockets)
+        pool.discard(km)
+    finally:
+        pool.close()
+
+
+def test_it_gives_up_after_a_few_attempts(tmp_path, monkeypatch):
+    made = unbindable(monkeypatch, times=START_ATTEMPTS)
+    pool = KernelPool("python3", str(tmp_path), log_path=str(tmp_path / "kernels.log"))
+    try:
+        with pytest.raises(KernelStartError, match="kernel died before replying to kernel_info"):
+            pool.acquire()
+    finally:
+        pool.close()
+    assert len(made) == START_ATTEMPTS
 
 
 @pytest.mark.parametrize("fork", ["1", "0"])

@@ -1,0 +1,65 @@
+"""The KFP compile of a notebook in a process of its own, started early, collected when needed.
+
+Importing kfp and compiling takes about a second of CPU, nearly all of it under the GIL. In the
+process that also drives the notebook's run (its scheduler, and papermill talking to the
+kernels), that second would stall the run; in a child process it overlaps with the run on another
+core. The child prints one JSON object: the export's result, or why it was skipped or failed.
+
+    python -m nb2pipe.checks.exporting NOTEBOOK OUTPUT STORE     (OUTPUT "-": not written)
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def start_export(notebook: str, output: str, store: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "nb2pipe.checks.exporting", notebook, output, store],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def collect_export(proc: subprocess.Popen, timeout: float | None = None) -> dict:
+    """{"tasks", "image", "path", "warnings"} | {"skipped": why} | {"error": why}."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return {"error": f"the KFP export did not finish within {timeout} s"}
+    lines = [line for line in out.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        detail = (err.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+        return {"error": f"the KFP export process failed: {detail}"}
+    return json.loads(lines[-1])
+
+
+def export(notebook: str, output: str, store: str) -> dict:
+    from nb2pipe.errors import MissingDependency, Nb2pipeError
+    from nb2pipe.registry import EXPORTERS
+
+    warnings: list[str] = []
+    try:
+        result = EXPORTERS["kfp"](notebook, output=output, store=store, warn=warnings.append)
+    except MissingDependency as exc:
+        return {"skipped": str(exc)}
+    except Nb2pipeError as exc:
+        return {"error": str(exc)}
+    except OSError as exc:
+        return {"error": f"cannot write the exported pipeline {output}: {exc.strerror or exc}"}
+    return {"tasks": result.tasks, "image": result.image, "path": result.path, "warnings": warnings}
+
+
+def main(argv: list[str]) -> int:
+    notebook, output, store = argv
+    try:
+        report = export(notebook, output, store)
+    except Exception as exc:  # a bug in an exporter: say it in one line, in the report
+        report = {"error": f"{type(exc).__name__}: {exc}"}
+    sys.stdout.write(json.dumps(report) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
