@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nb2pipe.compile.notebook import Notebook
-from nb2pipe.errors import ExitCode, UsageError
+from nb2pipe.errors import ExitCode, Nb2pipeError, UsageError
 from nb2pipe.execution.events import EventBus, run_ended_event, run_started_event, step_event
 from nb2pipe.execution.executor import Attempt, Executor
 from nb2pipe.model.graph import StepGraph
@@ -319,7 +319,8 @@ class Scheduler:
         rec.image_digest, rec.input_parameters = hit.image_digest, hit.input_parameters
         for ref in rec.outputs:
             ref.run_id = ref.run_id or hit.cached_from
-        self._metrics[rec.name] = self._cached_metrics(rec)
+        rec.metrics = list(hit.metrics) or self._cached_metrics(rec)  # (older stores: the run's)
+        self._metrics[rec.name] = {m.name: {"value": m.value, "flag": m.flag} for m in rec.metrics}
         self._record(rec)
         return True
 
@@ -410,6 +411,7 @@ class Scheduler:
         rec.outputs = outputs
         metrics_path = out_dir / "metrics.json"
         self._metrics[comp.name] = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+        rec.metrics = self._step_metrics(comp.name)  # recorded with the step, before the run ends
         return None
 
     # --- end of run -----------------------------------------------------------------------
@@ -443,15 +445,16 @@ class Scheduler:
         self.bus.emit(run_ended_event(run))
         return run
 
-    def _cached_metrics(self, rec: StepRecord) -> dict:
+    def _cached_metrics(self, rec: StepRecord) -> list[Metric]:
+        """A cache hit recorded before steps kept their metrics: the producing run's, by name."""
         comp = self.spec.step(rec.name)
         if not comp.metrics or not rec.cached_from:
-            return {}
+            return []
         try:
             source = self.ws.runs.get_run(rec.cached_from)
-        except Exception:
-            return {}
-        return {m.name: {"value": m.value, "flag": m.flag} for m in source.metrics if m.name in comp.metrics}
+        except Nb2pipeError:
+            return []
+        return [m for m in source.metrics if m.name in comp.metrics]
 
 
 class StepLog:

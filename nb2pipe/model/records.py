@@ -159,6 +159,7 @@ class StepRecord:
     # The parameter values its inputs were made with, through every upstream step (lineage: a
     # `--step` run reuses artifacts another run made, maybe with other values than its own).
     input_parameters: dict = field(default_factory=dict)
+    metrics: list[Metric] = field(default_factory=list)  # what the step's metrics cell reported
 
     def __post_init__(self) -> None:
         self.status = Status(self.status)
@@ -182,6 +183,7 @@ class StepRecord:
             "cached_from": self.cached_from,
             "image_digest": self.image_digest,
             "input_parameters": dict(self.input_parameters),
+            "metrics": [m.to_dict() for m in self.metrics],
         }
 
     @classmethod
@@ -204,6 +206,7 @@ class StepRecord:
             cached_from=d.get("cached_from"),
             image_digest=d.get("image_digest"),
             input_parameters=dict(d.get("input_parameters") or {}),
+            metrics=[Metric.from_dict(m) for m in d.get("metrics") or []],
         )
 
 

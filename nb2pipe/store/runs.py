@@ -38,7 +38,7 @@ DEFAULT_BUSY_TIMEOUT = 30.0
 
 _STEP_COLUMNS = (
     "name, status, started, ended, duration, cached, attempts, cache_key, spec_hash, "
-    "parameters, error, output_notebook, cached_from, image_digest, input_parameters"
+    "parameters, error, output_notebook, cached_from, image_digest, input_parameters, metrics"
 )
 _RUN_COLUMNS = (
     "id, notebook, notebook_sha256, spec_hash, status, reason, started, ended, "
@@ -293,7 +293,7 @@ class RunStore:
         status = Status(step.status)
         c.execute(
             f"INSERT INTO steps (run_id, position, {_STEP_COLUMNS}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (run_id, name) DO UPDATE SET "
             "status = excluded.status, started = excluded.started, ended = excluded.ended, "
             "duration = excluded.duration, cached = excluded.cached, "
@@ -301,7 +301,7 @@ class RunStore:
             "spec_hash = excluded.spec_hash, parameters = excluded.parameters, "
             "error = excluded.error, output_notebook = excluded.output_notebook, "
             "cached_from = excluded.cached_from, image_digest = excluded.image_digest, "
-            "input_parameters = excluded.input_parameters",
+            "input_parameters = excluded.input_parameters, metrics = excluded.metrics",
             (
                 run_id,
                 position,
@@ -320,6 +320,7 @@ class RunStore:
                 step.cached_from,
                 step.image_digest,
                 _dumps(step.input_parameters),
+                _dumps([m.to_dict() for m in step.metrics]),
             ),
         )
         for direction, refs in (("in", step.inputs), ("out", step.outputs)):
@@ -744,7 +745,7 @@ class RunStore:
         steps = []
         for row in rows:
             (sname, status, started, ended, duration, cached, attempts, cache_key, spec_hash,
-             parameters, error, output_notebook, cached_from, image_digest, input_parameters) = row
+             parameters, error, output_notebook, cached_from, image_digest, input_parameters, metrics) = row
             steps.append(
                 StepRecord(
                     name=sname,
@@ -764,6 +765,7 @@ class RunStore:
                     cached_from=cached_from,
                     image_digest=image_digest,
                     input_parameters=json.loads(input_parameters or "{}"),
+                    metrics=[Metric.from_dict(m) for m in json.loads(metrics or "[]")],
                 )
             )
         return steps

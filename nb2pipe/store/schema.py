@@ -13,7 +13,7 @@ from pathlib import Path
 
 from nb2pipe.errors import StoreError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Applied in order under BEGIN IMMEDIATE; IF NOT EXISTS makes a lost race harmless.
 STATEMENTS = (
@@ -133,6 +133,10 @@ MIGRATIONS = {
             PRIMARY KEY (notebook_key, spec_hash, tag)
         )
         """,
+    ),
+    4: (  # each step's metrics with the step, recorded when it finishes: a run killed before it was
+          # closed loses none, and a cache hit reports its producer's metrics
+        "ALTER TABLE steps ADD COLUMN metrics TEXT NOT NULL DEFAULT '[]'",
     ),
 }
 

@@ -290,3 +290,31 @@ def test_step_run_records_the_parameters_its_reused_inputs_were_made_with(tmp_pa
     shown = cli("run", nb, "--store", store, "--step", "evaluate")
     assert shown.returncode == 0, shown.stderr
     assert f"evaluate reuses the outputs of fit from run {made.id} (n_samples=3000)" in shown.stderr
+
+
+def test_metrics_of_a_run_killed_before_it_was_closed_are_not_lost(tmp_path):
+    """The runner dies after its last step finished but before it recorded the run's end: the
+    next, fully cached run still reports the metrics (each step records its own)."""
+    import subprocess
+    import sys
+
+    from nbbuild import ROOT, cli_env
+
+    nb = make_nb(tmp_path, [("step:train", "score = 0.75\nloss = float('nan')"), ("metrics", "score\nloss")])
+    script = (
+        "import os, sys\n"
+        "from nb2pipe.store.runs import RunStore\n"
+        "RunStore.finish_run = lambda *a, **k: os._exit(9)  # killed right before the run is closed\n"
+        "import nb2pipe\n"
+        f"nb2pipe.run({str(nb)!r}, store={str(tmp_path / 'store')!r})\n"
+    )
+    died = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=cli_env(), capture_output=True, text=True)
+    assert died.returncode == 9, died.stderr
+    again = nb2pipe.run(nb, store=tmp_path / "store")
+    assert again.step("train").status == Status.CACHED
+    got = {m.name: m.value for m in again.metrics}
+    assert got["score"] == 0.75 and got["loss"] != got["loss"]  # NaN survives too
+    with RunStore(tmp_path / "store") as rs:
+        first = rs.list_runs()[-1]
+    assert first.status == RunStatus.CRASHED  # read as crashed at once: its runner is gone
+    assert {m.name for m in first.step("train").metrics} == {"score", "loss"}

@@ -533,7 +533,7 @@ def test_a_version_1_store_is_migrated_in_place(tmp_path):
         store.update_step("r1", succeeded("load", 2.0, outputs=[art("df", "v1")]))
         assert store.get_run("r1").step("load").outputs[0].sha256 == art("df", "v1").sha256
     conn = sqlite3.connect(root / "runs.db")
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     assert "input_parameters" in {row[1] for row in conn.execute("PRAGMA table_info(steps)")}
     assert "source_run" in {row[1] for row in conn.execute("PRAGMA table_info(step_artifacts)")}
     assert "note" in {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
