@@ -11,6 +11,7 @@ core. The child prints one JSON object: the export's result, or why it was skipp
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -53,6 +54,8 @@ def export(notebook: str, output: str, store: str) -> dict:
 
 def main(argv: list[str]) -> int:
     notebook, output, store = argv
+    if hasattr(os, "nice"):
+        os.nice(5)  # the run's kernels first: the compile has until the steps end to finish
     try:
         report = export(notebook, output, store)
     except Exception as exc:  # a bug in an exporter: say it in one line, in the report
