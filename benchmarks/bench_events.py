@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_runs import fmt, write_nb
+from bench_runs import fmt, print_targets, write_nb
 
 PRINTING_STEPS = 10
 LINES = 10_000
@@ -100,13 +100,7 @@ def main(argv=None) -> int:
         results.append(("(h) --log-output / without", statistics.median(logged) / statistics.median(quiet), 1.2))
 
     print()
-    print(f"{'target':48} {'measured':>9} {'goal':>7}  verdict")
-    failed = 0
-    for name, value, goal in results:
-        ok = value <= goal
-        failed += not ok
-        print(f"{name:48} {value:9.3f} {goal:7.2f}  {'PASS' if ok else 'MISS'}")
-    return 1 if failed else 0
+    return 1 if print_targets(results) else 0
 
 
 if __name__ == "__main__":

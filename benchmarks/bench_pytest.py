@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_runs import fmt, linear10
+from bench_runs import fmt, linear10, print_targets
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -99,13 +99,7 @@ def main(argv=None) -> int:
         results.append(("(j) collect 20 notebooks (pytest's collection time)", statistics.median(collected), 1.0))
 
     print()
-    print(f"{'target':52} {'measured':>9} {'goal':>7}  verdict")
-    failed = 0
-    for name, value, goal in results:
-        ok = value <= goal
-        failed += not ok
-        print(f"{name:52} {value:9.3f} {goal:7.2f}  {'PASS' if ok else 'MISS'}")
-    return 1 if failed else 0
+    return 1 if print_targets(results, 52) else 0
 
 
 if __name__ == "__main__":
