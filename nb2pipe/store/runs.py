@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import socket
 import sqlite3
 import threading
@@ -31,30 +30,27 @@ from nb2pipe.model.records import (
     StepRecord,
 )
 from nb2pipe.store.processes import pid_alive
+from nb2pipe.store.rows import (
+    MAX_LISTED,
+    NEWEST_FIRST,
+    RUN_COLUMNS,
+    dumps,
+    lineage,
+    load_runs,
+    load_steps,
+    put_metrics,
+    put_step,
+    resolve,
+)
 from nb2pipe.store.schema import SCHEMA_VERSION, migrate  # noqa: F401  (SCHEMA_VERSION: re-exported)
 
 DB_NAME = "runs.db"
 DEFAULT_BUSY_TIMEOUT = 30.0
 
-_STEP_COLUMNS = (
-    "name, status, started, ended, duration, cached, attempts, cache_key, spec_hash, "
-    "parameters, error, output_notebook, cached_from, image_digest, input_parameters, metrics"
-)
-_RUN_COLUMNS = (
-    "id, notebook, notebook_sha256, spec_hash, status, reason, started, ended, "
-    "parameters, environment, pid, host, exit_code, note"
-)
-_NEWEST_FIRST = "ORDER BY started DESC, id DESC"
-_MAX_LISTED = 20
-_LATEST = re.compile(r"latest(?:~(\d+))?")
 
 
 def _notebook_key(notebook: str) -> str:
     return os.path.realpath(notebook)
-
-
-def _dumps(value: object) -> str:
-    return json.dumps(value, sort_keys=True)
 
 
 class RunStore:
@@ -222,7 +218,7 @@ class RunStore:
         with self._write() as c:
             try:
                 c.execute(
-                    f"INSERT INTO runs ({_RUN_COLUMNS}, notebook_key) "
+                    f"INSERT INTO runs ({RUN_COLUMNS}, notebook_key) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         run.id,
@@ -233,8 +229,8 @@ class RunStore:
                         run.reason,
                         run.started,
                         run.ended,
-                        _dumps(run.parameters),
-                        _dumps(run.environment),
+                        dumps(run.parameters),
+                        dumps(run.environment),
                         run.pid,
                         run.host,
                         run.exit_code,
@@ -245,8 +241,8 @@ class RunStore:
             except sqlite3.IntegrityError as exc:
                 raise StoreError(f"run id {run.id!r} already exists in {self.db_path}") from exc
             for position, step in enumerate(run.steps):
-                self._put_step(c, run.id, step, position)
-            self._put_metrics(c, run.id, run.metrics)
+                put_step(c, run.id, step, position)
+            put_metrics(c, run.id, run.metrics)
 
     def update_step(self, run_id: str, step: StepRecord) -> None:
         """Upsert one step's state, its artifacts and lineage, and its cache entry, atomically.
@@ -266,7 +262,7 @@ class RunStore:
                 position = c.execute(
                     "SELECT COALESCE(MAX(position) + 1, 0) FROM steps WHERE run_id = ?", (run_id,)
                 ).fetchone()[0]
-            self._put_step(c, run_id, step, position)
+            put_step(c, run_id, step, position)
 
     def finish_run(
         self,
@@ -285,84 +281,7 @@ class RunStore:
             if cur.rowcount == 0:
                 raise UsageError(f"no run matches {run_id!r}")
             c.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
-            self._put_metrics(c, run_id, metrics)
-
-    def _put_step(
-        self, c: sqlite3.Connection, run_id: str, step: StepRecord, position: int
-    ) -> None:
-        status = Status(step.status)
-        c.execute(
-            f"INSERT INTO steps (run_id, position, {_STEP_COLUMNS}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (run_id, name) DO UPDATE SET "
-            "status = excluded.status, started = excluded.started, ended = excluded.ended, "
-            "duration = excluded.duration, cached = excluded.cached, "
-            "attempts = excluded.attempts, cache_key = excluded.cache_key, "
-            "spec_hash = excluded.spec_hash, parameters = excluded.parameters, "
-            "error = excluded.error, output_notebook = excluded.output_notebook, "
-            "cached_from = excluded.cached_from, image_digest = excluded.image_digest, "
-            "input_parameters = excluded.input_parameters, metrics = excluded.metrics",
-            (
-                run_id,
-                position,
-                step.name,
-                status.value,
-                step.started,
-                step.ended,
-                step.duration,
-                int(bool(step.cached)),
-                step.attempts,
-                step.cache_key,
-                step.spec_hash,
-                _dumps(step.parameters),
-                _dumps(step.error.to_dict()) if step.error else None,
-                step.output_notebook,
-                step.cached_from,
-                step.image_digest,
-                _dumps(step.input_parameters),
-                _dumps([m.to_dict() for m in step.metrics]),
-            ),
-        )
-        for direction, refs in (("in", step.inputs), ("out", step.outputs)):
-            if not refs:
-                continue
-            c.execute(
-                "DELETE FROM step_artifacts WHERE run_id = ? AND step = ? AND direction = ?",
-                (run_id, step.name, direction),
-            )
-            for i, ref in enumerate(refs):
-                c.execute(
-                    "INSERT OR IGNORE INTO artifacts (sha256, size, serializer, type_name) "
-                    "VALUES (?, ?, ?, ?)",
-                    (ref.sha256, ref.size, ref.serializer, ref.type_name),
-                )
-                c.execute(
-                    "INSERT OR REPLACE INTO step_artifacts "
-                    "(run_id, step, direction, name, sha256, producer_step, position, source_run) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (run_id, step.name, direction, ref.name, ref.sha256, ref.producer_step, i, ref.run_id),
-                )
-        if status is Status.SUCCEEDED and step.cache_key:
-            recorded = step.ended if step.ended is not None else time.time()
-            c.execute(
-                "INSERT OR REPLACE INTO cache_index (cache_key, run_id, step, recorded) "
-                "VALUES (?, ?, ?, ?)",
-                (step.cache_key, run_id, step.name, recorded),
-            )
-        else:
-            # Only succeeded steps may serve the cache; a later state change withdraws it.
-            c.execute(
-                "DELETE FROM cache_index WHERE run_id = ? AND step = ?", (run_id, step.name)
-            )
-
-    def _put_metrics(self, c: sqlite3.Connection, run_id: str, metrics: list[Metric]) -> None:
-        for i, metric in enumerate(metrics):
-            d = metric.to_dict()
-            c.execute(
-                "INSERT OR REPLACE INTO metrics (run_id, name, value, flag, position) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (run_id, d["name"], json.dumps(d["value"], allow_nan=False), d["flag"], i),
-            )
+            put_metrics(c, run_id, metrics)
 
     def mark_crashed(self) -> list[str]:
         """Close out runs left RUNNING by a runner on this host that no longer exists.
@@ -377,7 +296,7 @@ class RunStore:
             ).fetchall()
         dead = [run_id for run_id, pid in candidates if not pid_alive(pid or 0)]
         crashed: list[str] = []
-        error = _dumps(StepError(reason="crashed", message="runner died").to_dict())
+        error = dumps(StepError(reason="crashed", message="runner died").to_dict())
         for run_id in dead:
             with self._write() as c:
                 times = c.execute(
@@ -408,8 +327,8 @@ class RunStore:
         """The run with this id, unique id prefix, or ``"latest"``."""
         self._close_out_dead_runners()
         with self._read() as c:
-            run_id = self._resolve(c, run_id_or_prefix)
-            return self._load_runs(c, "WHERE id = ?", (run_id,))[0]
+            run_id = resolve(c, run_id_or_prefix)
+            return load_runs(c, "WHERE id = ?", (run_id,))[0]
 
     def list_runs(self, limit: int = 50, notebook: str | None = None, *, tags: list[str] | None = None,
                   statuses: list[str] | None = None, since: float | None = None) -> list[RunRecord]:
@@ -431,7 +350,7 @@ class RunStore:
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
         self._close_out_dead_runners()
         with self._read() as c:
-            return self._load_runs(c, where, args, limit=limit)
+            return load_runs(c, where, args, limit=limit)
 
     def _close_out_dead_runners(self) -> None:
         """Readers see a run whose runner died as crashed at once, not only after the next run;
@@ -444,7 +363,7 @@ class RunStore:
     def tag_run(self, run_ref: str, label: str, remove: bool = False) -> str:
         """Add (or remove) a label on a run; returns the run's id."""
         with self._write() as c:
-            run_id = self._resolve(c, run_ref)
+            run_id = resolve(c, run_ref)
             if remove:
                 c.execute("DELETE FROM run_tags WHERE run_id = ? AND label = ?", (run_id, label))
             else:
@@ -458,7 +377,7 @@ class RunStore:
             c.execute(
                 "INSERT OR REPLACE INTO images (notebook_key, spec_hash, tag, image_id, repo_digests, built) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                (_notebook_key(notebook), spec_hash, tag, image_id, _dumps(list(repo_digests or [])), time.time()),
+                (_notebook_key(notebook), spec_hash, tag, image_id, dumps(list(repo_digests or [])), time.time()),
             )
 
     def built_image(self, notebook: str, spec_hash: str) -> dict | None:
@@ -490,7 +409,7 @@ class RunStore:
             if row is None:
                 return None
             run_id, name = row
-            step = self._load_steps(c, run_id, name=name)[0]
+            step = load_steps(c, run_id, name=name)[0]
         step.cached_from = run_id
         return step
 
@@ -509,7 +428,7 @@ class RunStore:
             ).fetchone()
             if row is None:
                 return None
-            outputs = self._lineage(c, row[0], step_name).get(("out", step_name), [])
+            outputs = lineage(c, row[0], step_name).get(("out", step_name), [])
         # Reused as someone's inputs, so say where they came from (records older than the
         # source_run column: the run of that record, or the one its cache hit came from).
         for ref in outputs:
@@ -530,7 +449,7 @@ class RunStore:
             ).fetchone()
             if row is None:
                 return None
-            step = self._load_steps(c, row[0], name=step_name)[0]
+            step = load_steps(c, row[0], name=step_name)[0]
         step.cached_from = row[0]  # the run it executed in
         return step, json.loads(row[1] or "{}")
 
@@ -540,7 +459,7 @@ class RunStore:
         """The output named ``name`` of a run (or of the newest run that produced it)."""
         with self._read() as c:
             if run_id is not None:
-                scope, args = "r.id = ?", (self._resolve(c, run_id),)
+                scope, args = "r.id = ?", (resolve(c, run_id),)
                 where_scope = f"run {args[0]}"
             elif notebook is not None:
                 scope, args = self._notebook_filter(notebook, alias="r")
@@ -572,12 +491,12 @@ class RunStore:
                     "SELECT DISTINCT sa.name FROM step_artifacts sa "
                     "JOIN runs r ON r.id = sa.run_id "
                     f"WHERE sa.direction = 'out' AND {scope} ORDER BY sa.name LIMIT ?",
-                    (*args, _MAX_LISTED + 1),
+                    (*args, MAX_LISTED + 1),
                 )
             ]
         if not names:
             raise UsageError(f"no artifact named {name!r} in {where_scope}; no artifacts recorded")
-        listed = ", ".join(names[:_MAX_LISTED]) + (", ..." if len(names) > _MAX_LISTED else "")
+        listed = ", ".join(names[:MAX_LISTED]) + (", ..." if len(names) > MAX_LISTED else "")
         raise UsageError(f"no artifact named {name!r} in {where_scope}; artifacts: {listed}")
 
     def referenced_objects(self, excluding: list[str] | None = None) -> set[str]:
@@ -620,7 +539,7 @@ class RunStore:
         """Finished runs beyond the `keep_last` newest of each notebook, and those started before
         `before` (either rule alone, or both); a running run is never collected."""
         with self._read() as c:
-            rows = c.execute(f"SELECT id, notebook_key, started, status FROM runs {_NEWEST_FIRST}").fetchall()
+            rows = c.execute(f"SELECT id, notebook_key, started, status FROM runs {NEWEST_FIRST}").fetchall()
         seen: dict[str, int] = {}
         out = []
         for run_id, key, started, status in rows:
@@ -659,133 +578,3 @@ class RunStore:
             f"({alias}.notebook = ? OR {alias}.notebook_key = ? OR {alias}.notebook_sha256 = ?)",
             (notebook, _notebook_key(notebook), notebook),
         )
-
-    def _resolve(self, c: sqlite3.Connection, ref: str) -> str:
-        """A run id from what a user typed: the id, a unique prefix, `latest` or `latest~N` (the
-        Nth run before the newest, as git's HEAD~N)."""
-        back = _LATEST.fullmatch(ref or "")
-        if back:
-            n = int(back.group(1) or 0)
-            row = c.execute(f"SELECT id FROM runs {_NEWEST_FIRST} LIMIT 1 OFFSET ?", (n,)).fetchone()
-            if row is None:
-                total = c.execute("SELECT count(*) FROM runs").fetchone()[0]
-                raise UsageError(f"no run matches {ref!r} (the store has {total} run{'s' if total != 1 else ''})")
-            return row[0]
-        if not ref:
-            raise UsageError("no run matches ''")
-        if c.execute("SELECT 1 FROM runs WHERE id = ?", (ref,)).fetchone():
-            return ref
-        matches = [
-            r[0]
-            for r in c.execute(
-                "SELECT id FROM runs WHERE substr(id, 1, ?) = ? ORDER BY id LIMIT ?",
-                (len(ref), ref, _MAX_LISTED + 1),
-            )
-        ]
-        if not matches:
-            raise UsageError(f"no run matches {ref!r}")
-        if len(matches) > 1:
-            listed = ", ".join(matches[:_MAX_LISTED]) + (
-                ", ..." if len(matches) > _MAX_LISTED else ""
-            )
-            raise UsageError(f"{ref!r} is ambiguous: matches {listed}")
-        return matches[0]
-
-    def _load_runs(
-        self, c: sqlite3.Connection, where: str, args: tuple, limit: int | None = None
-    ) -> list[RunRecord]:
-        query = f"SELECT {_RUN_COLUMNS} FROM runs {where} {_NEWEST_FIRST}"
-        if limit is not None:
-            query += f" LIMIT {max(int(limit), 0)}"
-        runs = []
-        for row in c.execute(query, args).fetchall():
-            (rid, notebook, nb_sha, spec_hash, status, reason, started, ended,
-             parameters, environment, pid, host, exit_code, note) = row
-            metrics = [
-                Metric.from_dict({"name": n, "value": json.loads(v), "flag": f})
-                for n, v, f in c.execute(
-                    "SELECT name, value, flag FROM metrics WHERE run_id = ? ORDER BY position",
-                    (rid,),
-                )
-            ]
-            runs.append(
-                RunRecord(
-                    id=rid,
-                    notebook=notebook,
-                    notebook_sha256=nb_sha,
-                    spec_hash=spec_hash,
-                    status=RunStatus(status),
-                    reason=reason,
-                    started=started,
-                    ended=ended,
-                    parameters=json.loads(parameters),
-                    metrics=metrics,
-                    steps=self._load_steps(c, rid),
-                    environment=json.loads(environment),
-                    pid=pid,
-                    host=host,
-                    exit_code=exit_code,
-                    note=note,
-                    tags=[t for (t,) in c.execute(
-                        "SELECT label FROM run_tags WHERE run_id = ? ORDER BY label", (rid,))],
-                )
-            )
-        return runs
-
-    def _load_steps(
-        self, c: sqlite3.Connection, run_id: str, name: str | None = None
-    ) -> list[StepRecord]:
-        query = f"SELECT {_STEP_COLUMNS} FROM steps WHERE run_id = ?"
-        args: tuple = (run_id,)
-        if name is not None:
-            query += " AND name = ?"
-            args += (name,)
-        rows = c.execute(query + " ORDER BY position", args).fetchall()
-        lineage = self._lineage(c, run_id, name)
-        steps = []
-        for row in rows:
-            (sname, status, started, ended, duration, cached, attempts, cache_key, spec_hash,
-             parameters, error, output_notebook, cached_from, image_digest, input_parameters, metrics) = row
-            steps.append(
-                StepRecord(
-                    name=sname,
-                    status=Status(status),
-                    started=started,
-                    ended=ended,
-                    duration=duration,
-                    cached=bool(cached),
-                    attempts=attempts,
-                    cache_key=cache_key,
-                    spec_hash=spec_hash,
-                    parameters=json.loads(parameters),
-                    inputs=lineage.get(("in", sname), []),
-                    outputs=lineage.get(("out", sname), []),
-                    error=StepError.from_dict(json.loads(error)) if error else None,
-                    output_notebook=output_notebook,
-                    cached_from=cached_from,
-                    image_digest=image_digest,
-                    input_parameters=json.loads(input_parameters or "{}"),
-                    metrics=[Metric.from_dict(m) for m in json.loads(metrics or "[]")],
-                )
-            )
-        return steps
-
-    def _lineage(self, c: sqlite3.Connection, run_id: str, step: str | None = None) -> dict:
-        """Artifacts of a run's steps (or of one step), keyed by (direction, step)."""
-        query = (
-            "SELECT sa.step, sa.direction, sa.name, sa.sha256, sa.producer_step, "
-            "a.size, a.serializer, a.type_name, sa.source_run "
-            "FROM step_artifacts sa JOIN artifacts a ON a.sha256 = sa.sha256 "
-            "WHERE sa.run_id = ?"
-        )
-        args: tuple = (run_id,)
-        if step is not None:
-            query += " AND sa.step = ?"
-            args += (step,)
-        found: dict = {}
-        for sname, direction, name, sha, producer, size, serializer, type_name, source in c.execute(
-            query + " ORDER BY sa.step, sa.direction, sa.position", args
-        ):
-            ref = ArtifactRef(name, sha, size, serializer, type_name, producer, source)
-            found.setdefault((direction, sname), []).append(ref)
-        return found
