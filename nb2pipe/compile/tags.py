@@ -235,11 +235,16 @@ OPTION_HELP = {
     "image": "image:REGISTRY/NAME:TAG",
     "cpu": "cpu:N (cores, e.g. cpu:2 or cpu:500m)",
     "memory": "memory:SIZE (e.g. memory:512Mi, memory:4G)",
-    "gpu": "gpu:N (a whole number)",
+    "gpu": "gpu:N (a whole number from 0 to 64)",
     "retries": "retries:N (a whole number from 0 to 20)",
     "timeout": "timeout:SECONDS (e.g. timeout:600, timeout:1.5)",
     "cache": "cache:off or cache:on",
 }
+
+
+# Bounds past which a value is a mistake, not a resource (and past which timers and container
+# limits overflow): a step that needs more has no use for a limit at all.
+MAX_CPU, MAX_GPU, MAX_MEMORY, MAX_TIMEOUT = 1024, 64, 64 * 2**40, 30 * 86400
 
 
 def parse_option(name: str, value: str):
@@ -254,15 +259,19 @@ def parse_option(name: str, value: str):
         if not m or float(m.group(1)) <= 0:
             raise ValueError(f"'{value}' is not a positive CPU count")
         cores = float(m.group(1)) / (1000 if m.group(2) else 1)
+        if cores > MAX_CPU:
+            raise ValueError(f"'{value}' is more than {MAX_CPU} cores")
         return int(cores) if cores == int(cores) else cores
     if name == "memory":
         m = _MEMORY_RE.fullmatch(value)
         if not m or float(m.group(1)) <= 0:
             raise ValueError(f"'{value}' is not a memory size")
+        if memory_bytes(value) > MAX_MEMORY:
+            raise ValueError(f"'{value}' is more memory than any machine has (at most 64Ti)")
         return value
     if name == "gpu":
-        if not value.isdigit():
-            raise ValueError(f"'{value}' is not a whole number")
+        if not value.isdigit() or int(value) > MAX_GPU:
+            raise ValueError(f"'{value}' is not a whole number from 0 to {MAX_GPU}")
         return int(value)
     if name == "retries":
         if not value.isdigit() or int(value) > 20:
@@ -275,6 +284,8 @@ def parse_option(name: str, value: str):
             raise ValueError(f"'{value}' is not a number of seconds") from None
         if not seconds > 0 or seconds == float("inf"):
             raise ValueError(f"'{value}' must be a positive number of seconds")
+        if seconds > MAX_TIMEOUT:
+            raise ValueError(f"'{value}' is more than 30 days ({MAX_TIMEOUT} s); leave the tag out for no timeout")
         return int(seconds) if seconds == int(seconds) else seconds
     if name == "cache":
         lowered = value.lower()

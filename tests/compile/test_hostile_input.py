@@ -43,3 +43,16 @@ def test_json_nested_past_the_recursion_limit(tmp_path):
                     '"metadata": {}}')
     proc = cli("validate", path)
     assert proc.returncode == 2 and "its JSON nests too deeply" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("tag,message", [
+    ("timeout:99999999999999999999", "more than 30 days"),
+    ("memory:999999999Ti", "more memory than any machine has"),
+    ("gpu:1000", "from 0 to 64"),
+    ("cpu:5000", "more than 1024 cores"),
+])
+def test_absurd_option_values_are_rejected_with_the_bound(tmp_path, tag, message):
+    path = tmp_path / "opts.ipynb"
+    path.write_text(nbformat.writes(build([(f"step:a {tag}", "x = 1")])))
+    proc = cli("validate", path)
+    assert proc.returncode == 2 and message in proc.stderr and f"'{tag}'" in proc.stderr
