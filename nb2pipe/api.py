@@ -109,13 +109,12 @@ def load(name: str, run: str | None = None, store=None, notebook=None):
     `df = nb2pipe.load("df", run="20261121-...")`.
     """
     from nb2pipe.artifacts.values import load_value
-    from nb2pipe.errors import StoreError, UsageError
+    from nb2pipe.errors import StoreError
     from nb2pipe.store.objects import ObjectStore
     from nb2pipe.store.runs import RunStore
+    from nb2pipe.store.workspace import existing_store
 
-    root = store_root(notebook, store)
-    if not (root / "runs.db").exists():
-        raise UsageError(f"no nb2pipe store at {root} (pass store=..., or run the pipeline first)")
+    root = existing_store(store_root(notebook, store), fix="pass store=..., or run the pipeline first")
     with RunStore(root) as runs:
         ref = runs.find_artifact(name, run_id=run, notebook=str(notebook) if notebook else None)
     objects = ObjectStore(root)

@@ -55,13 +55,11 @@ def main() -> None:
 
 
 def open_store(store, notebook):
-    from nb2pipe.errors import UsageError
     from nb2pipe.store.runs import RunStore
-    from nb2pipe.store.workspace import store_root
+    from nb2pipe.store.workspace import existing_store, store_root
 
     root = store_root(notebook, store)
-    if not (root / "runs.db").exists():
-        raise UsageError(f"no runs recorded in {root} (run a pipeline first, or pass --store)")
+    existing_store(root)
     return RunStore(root)
 
 

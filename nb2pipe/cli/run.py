@@ -125,9 +125,9 @@ def run(notebook, params, params_file, params_yaml, store, no_cache, steps, from
 
 def _say_reused(handle, spec) -> None:
     """--step: which run's artifacts the steps take, and what they were made with."""
+    selected = set(handle.record().step_names())
     for producer, source in handle.reused.items():
-        users = [s.name for s in spec.steps if s.name in handle.record().step_names()
-                 and any(i.producer == producer for i in s.inputs)]
+        users = [s.name for s in spec.steps if s.name in selected and any(i.producer == producer for i in s.inputs)]
         made = ", ".join(f"{k}={v!r}" for k, v in source["parameters"].items())
         click.echo(f"{', '.join(users)} reuses the outputs of {producer} from run {source['run']}"
                    + (f" ({made})" if made else ""), err=True)

@@ -24,9 +24,9 @@ def _step(root: Path, run_ref: str, step: str) -> tuple[str, StepRecord, bool]:
 
     from nb2pipe.store.processes import pid_alive
     from nb2pipe.store.runs import RunStore
+    from nb2pipe.store.workspace import existing_store
 
-    if not (Path(root) / "runs.db").exists():
-        raise UsageError(f"no runs recorded in {root} (run a pipeline first, or pass --store)")
+    existing_store(root)
     with RunStore(root) as runs:
         record = runs.get_run(run_ref)
     rec = record.step(step)

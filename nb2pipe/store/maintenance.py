@@ -52,9 +52,9 @@ class GcReport:
 def _open(root: Path):
     from nb2pipe.store.objects import ObjectStore
     from nb2pipe.store.runs import RunStore
+    from nb2pipe.store.workspace import existing_store
 
-    if not (root / "runs.db").exists():
-        raise UsageError(f"no nb2pipe store at {root} (pass --store, or run a pipeline first)")
+    existing_store(root)
     return RunStore(root), ObjectStore(root)
 
 

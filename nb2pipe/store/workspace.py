@@ -25,6 +25,16 @@ def store_root(notebook: str | os.PathLike | None, store: str | os.PathLike | No
     return base / DEFAULT_STORE
 
 
+def existing_store(root: str | os.PathLike, fix: str = "run a pipeline first, or pass --store") -> Path:
+    """`root` when it holds a run store; else the error every reader gives (nothing is created)."""
+    from nb2pipe.errors import UsageError
+
+    root = Path(root)
+    if not (root / "runs.db").exists():
+        raise UsageError(f"no nb2pipe store at {root}: no runs recorded ({fix})")
+    return root
+
+
 def attempt_dir(root: str | os.PathLike, run_id: str, step: str, attempt: int) -> Path:
     return Path(root) / "runs" / run_id / step / f"attempt-{attempt}"
 
