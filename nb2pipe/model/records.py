@@ -11,6 +11,7 @@ import enum
 import os
 import secrets
 import socket
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -56,9 +57,24 @@ STEP_ERROR_REASONS = (
 def new_run_id() -> str:
     """A run id that sorts by start time (UTC, so DST never reorders) and is unique.
 
-    The random suffix tells apart runs started within the same second.
+    The random suffix tells apart runs started within the same second by different processes;
+    within one process an id is never handed out twice (24 random bits collide by the birthday
+    bound once a few thousand ids share a second, which a script starting runs in a loop can do).
     """
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+    with _ISSUED_LOCK:
+        while True:
+            second = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+            if second != _ISSUED[0]:
+                _ISSUED[0], _ISSUED[1] = second, set()
+            run_id = second + "-" + secrets.token_hex(3)
+            if run_id not in _ISSUED[1]:
+                _ISSUED[1].add(run_id)
+                return run_id
+
+
+# The second the ids in the set were issued in, and the ids: only that second's can collide.
+_ISSUED: list = ["", set()]
+_ISSUED_LOCK = threading.Lock()
 
 
 @dataclass
