@@ -144,3 +144,88 @@ def test_import_nb2pipe_does_not_import_ipywidgets():
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=cli_env(), capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+class FakeRun:
+    """Stands in for the engine's Run: the test pushes the events (no kernel, no thread)."""
+
+    id = "20261201-000000-000000"
+    notebook = "nb.ipynb"
+
+    def __init__(self):
+        self.callbacks = []
+        self.cancelled = 0
+
+    def subscribe(self, callback, replay=True):
+        self.callbacks.append(callback)
+        return lambda: self.callbacks.remove(callback)
+
+    def push(self, **event):
+        for callback in list(self.callbacks):
+            callback({"id": self.id, "time": 1700000000.0, **event})
+
+    def cancel(self, signum=0):
+        self.cancelled += 1
+
+
+@pytest.fixture
+def fake(tmp_path, monkeypatch):
+    """(RunView over a FakeRun of a two-step notebook, the fake, the number of graph drawings)."""
+    import nb2pipe.api
+    import nb2pipe.widgets.run_view as run_view
+
+    run = FakeRun()
+    drawn = []
+    real_svg = run_view.svg
+    monkeypatch.setattr(nb2pipe.api, "start", lambda *a, **k: run)
+
+    def counting_svg(spec, statuses):
+        drawn.append(dict(statuses))
+        return real_svg(spec, statuses)
+
+    monkeypatch.setattr(run_view, "svg", counting_svg)
+    nb = make_nb(tmp_path, [("step:a", "x = 1"), ("step:b", "y = x")])
+    view = RunView(nb)
+    yield view, run, drawn
+    view.close()
+
+
+def test_events_render_and_output_does_not_redraw_the_graph(fake):
+    view, run, drawn = fake
+    run.push(type="run", status="running", steps=["a", "b"], reused={})
+    run.push(type="step", step="a", status="running", attempt=1, duration=None, cached=False, error=None)
+    run.push(type="cell", step="a", attempt=1, cell_index=3, cells=7, source_cell=12, cell_id="c12")
+    before = len(drawn)
+    for i in range(500):
+        run.push(type="output", step="a", attempt=1, stream="stdout", text=f"line {i}\n")
+    assert len(drawn) == before  # output and cell events never redraw the step graph
+    run.push(type="step", step="b", status="queued", attempt=0, duration=None, cached=False, error=None)
+    assert "cell 3/7" in view.table.value and 'title="notebook cell 12"' in view.table.value
+    assert "running <b>a</b> cell 3/7" in view.header.value
+    assert drawn[-1] == {"a": "running", "b": "queued"}
+    error = {"reason": "error", "message": "ValueError: <b>no</b> at cell 1", "cell_index": 1, "cell_id": "c1",
+             "line": 1, "ename": "ValueError", "evalue": "<b>no</b>", "traceback": []}
+    run.push(type="step", step="a", status="failed", attempt=1, duration=2.5, cached=False, error=error)
+    run.push(type="step", step="b", status="skipped", attempt=0, duration=None, cached=False, error=None)
+    run.push(type="run", status="failed", exit_code=1, reason="step_failed", duration=3.0,
+             metrics=[{"name": "acc", "value": 0.5, "flag": None}])
+    assert view.statuses == {"a": "failed", "b": "skipped"} and view.run_status == "failed"
+    assert "cell 1 [c1], line 1:" in view.table.value and "&lt;b&gt;no&lt;/b&gt;" in view.table.value
+    assert "--&gt; 1 | x = 1" in view.table.value  # the line that raised, from the spec's copy of the cell
+    assert "2.5 s" in view.table.value and "3.0 s" in view.header.value
+    assert "[a] line 499" in view.output.value and "[a] line 0\n" not in view.output.value  # the last lines only
+    assert "acc" in view.footer.value and ">0.5<" in view.footer.value
+    assert view.cancel_button.disabled
+    view.cancel()
+    assert run.cancelled == 0  # after the end, Cancel does nothing
+
+
+def test_a_run_that_could_not_start_says_why(fake):
+    view, run, _ = fake
+    view.cancel_button.click()
+    assert run.cancelled == 1 and view.cancel_button.description == "Cancelling…"
+    run.push(type="run", status="failed", exit_code=2, reason="error", duration=None, metrics=[],
+             error="no kernel named <python9>")
+    assert view.run_status == "failed"
+    assert "no kernel named &lt;python9&gt;" in view.footer.value
+    assert view.cancel_button.description == "Cancel" and view.cancel_button.disabled
