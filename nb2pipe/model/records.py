@@ -296,6 +296,12 @@ class RunRecord:
     def step_names(self) -> list[str]:
         return [s.name for s in self.steps]
 
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: a table of the run (`nb2pipe.run(...)` as a cell's last line)."""
+        from nb2pipe.model.display import run_record_html
+
+        return run_record_html(self)
+
     def to_dict(self) -> dict:
         return {
             "id": self.id,
