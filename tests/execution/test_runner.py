@@ -158,6 +158,9 @@ EXITS = [
     ("raises-exception", "raise ValueError('expected')"),               # 10
     (None, "allowed_value += 1"),                                        # 11
     ("step:use_allowed", "assert allowed_value == 2"),                   # 12
+    ("step:exit_early", "import sys\nsys.exit(0)"),                      # 13
+    (None, "late_value = 1"),                                            # 14
+    ("step:use_late", "print(late_value)"),                              # 15
 ]
 
 
@@ -170,12 +173,16 @@ def test_sys_exit_and_raises_exception(tmp_path):
     assert s["exit_last"] == "succeeded" and s["use_last"] == "succeeded"
     assert [a.name for a in record.step("exit_last").outputs] == ["last_value"]
     assert nb2pipe.load("last_value", run=record.id, store=store) == 42
-    # sys.exit(0) in a middle cell: early_exit naming that cell.
-    middle = record.step("exit_middle")
-    assert s["exit_middle"] == "failed" and s["use_middle"] == "skipped"
-    assert middle.error.reason == "early_exit"
-    assert middle.error.cell_index == 5 and middle.error.cell_id == "c5"
-    assert "cell 5" in middle.error.message
+    # sys.exit(0) in a middle cell: as papermill, a success; the cells after it do not run and
+    # what the cells before it defined is passed on.
+    assert s["exit_middle"] == "succeeded" and s["use_middle"] == "succeeded"
+    assert nb2pipe.load("mid_value", run=record.id, store=store) == 1
+    # ... unless a later step reads what the skipped cells would have defined: that names both.
+    early = record.step("exit_early")
+    assert s["exit_early"] == "failed" and s["use_late"] == "skipped"
+    assert early.error.reason == "early_exit"
+    assert early.error.cell_index == 13 and early.error.cell_id == "c13"
+    assert "cell 13" in early.error.message and "late_value" in early.error.message
     # sys.exit(1): a failure.
     one = record.step("exit_one")
     assert s["exit_one"] == "failed"
