@@ -12,7 +12,7 @@ from pathlib import Path
 
 import nbformat
 
-from nb2pipe.compile.tags import PAPERMILL_ERROR_TAG, RAISES_EXCEPTION_TAG, SKIP_EXECUTION_TAG
+from nb2pipe.compile.tags import PAPERMILL_ERROR_TAG, RAISES_EXCEPTION_TAG
 from nb2pipe.model.records import StepError
 from nb2pipe.runtime.stepio import StepOutputMissing, StepOutputUnserializable
 from nb2pipe.runtime.stepnb import SAVE_TAG, own_cell_positions
@@ -100,7 +100,7 @@ def early_exit(comp, executed, run_save) -> StepError | None:
     content = run_save(executed.cells[-1].source).get("content", {})
     if content.get("status") == "ok":
         return None
-    if content.get("ename") == "StepOutputMissing":
+    if content.get("ename") == StepOutputMissing.__name__:
         return StepError("early_exit", f"step '{comp.name}' exited (sys.exit) at cell {idx} before defining "
                                        f"what later steps read: {content.get('evalue')}", idx, last_ran.get("id"),
                          "SystemExit", "0")

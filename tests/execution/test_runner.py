@@ -479,3 +479,34 @@ def test_notebook_without_step_tags_is_one_step(tmp_path):
     record = run_nb(nb, tmp_path / "store")
     assert len(record.steps) == 1 and record.steps[0].status == Status.SUCCEEDED
     assert Path(tmp_path / "store" / record.steps[0].output_notebook).exists()
+
+
+# --- executed step notebooks ----------------------------------------------------------------------
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_executed_notebooks_name_no_store_path_and_a_replay_rewrites_nothing(tmp_path, monkeypatch):
+    """Executing a stored step notebook by hand (to debug) loads its inputs from the store it
+    sits in, but never writes its outputs over the run's."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    store = tmp_path / "store"
+    nb = make_nb(tmp_path, [("step:make", "values = [1, 2, 3]"), ("step:use", "total = sum(values)\nprint(total)"),
+                            ("step:last", "print(total * 2)")])
+    record = run_nb(nb, store)
+    assert record.status == RunStatus.SUCCEEDED
+    path = store / record.step("use").output_notebook
+    text = path.read_text()
+    assert str(store) not in text and str(store.resolve()) not in text and str(tmp_path) not in text
+    objects_before = check_store(store)
+    before = _files(store / "runs")
+    monkeypatch.delenv("NB2PIPE_STEP_STORE", raising=False)
+    replay = nbformat.read(path, as_version=4)
+    NotebookClient(replay, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    outputs = "".join(o.get("text", "") for c in replay.cells for o in c.get("outputs", []))
+    assert "6" in outputs and "nothing was saved" in outputs
+    assert _files(store / "runs") == before
+    assert check_store(store) == objects_before
