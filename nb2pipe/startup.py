@@ -4,8 +4,9 @@ jsonschema imports `rfc3987_syntax` when it is installed (jupyter_server's depen
 through jsonschema's format extra), and that module compiles a Lark grammar at import: 1.4 s or
 more on every command that reads a notebook (nbformat imports jsonschema). Its only use is
 checking the `iri` string format, which no notebook schema has; in our own processes it is
-marked absent, so jsonschema skips that format check (likewise `duration`, through isoduration). Servers, kernels and pytest sessions
-(processes nb2pipe does not own) are left alone.
+marked absent, so jsonschema skips that format check (likewise `duration`, through
+isoduration). Servers, kernels and pytest sessions (processes nb2pipe does not own) are left
+alone.
 """
 
 from __future__ import annotations
