@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from nb2pipe.execution.run import Run
 
 
-def _prepared(path, parameters, strict: bool, text_parameters: frozenset[str], checked):
+def _prepared(path, parameters, strict: bool, text_parameters: frozenset[str], checked, lenient: bool = False):
     """(notebook, spec, typed parameter values), or the error that says why not."""
     from nb2pipe.compile.compiler import check_notebook
     from nb2pipe.compile.notebook import read_notebook
@@ -25,7 +25,7 @@ def _prepared(path, parameters, strict: bool, text_parameters: frozenset[str], c
         nb, result = checked
     else:
         nb = read_notebook(path)
-        result = check_notebook(path, strict=strict, notebook=nb)
+        result = check_notebook(path, strict=strict, notebook=nb, lenient=lenient)
     if result.errors or result.spec is None:
         raise PipelineInvalid(result.diagnostics)
     values = resolve_parameters(result.spec.parameters, dict(parameters or {}), from_text=text_parameters)
@@ -34,7 +34,7 @@ def _prepared(path, parameters, strict: bool, text_parameters: frozenset[str], c
 
 def start(path: str | os.PathLike, parameters: dict | None = None, store=None, workers: int | None = None,
           cache: bool = True, steps: list[str] | None = None, from_step: str | None = None, executor: str = "local",
-          *, fail_fast: bool = False, strict: bool = False, image: str | None = None, base_image: str | None = None,
+          *, fail_fast: bool = False, strict: bool = False, lenient: bool = False, image: str | None = None, base_image: str | None = None,
           note: str | None = None, build_log=None, _text_parameters: frozenset[str] = frozenset(),
           _checked=None) -> Run:
     """Start a run of a notebook's pipeline and return its handle at once.
@@ -56,7 +56,7 @@ def start(path: str | os.PathLike, parameters: dict | None = None, store=None, w
     from nb2pipe.registry import EXECUTORS
     from nb2pipe.store.workspace import Workspace
 
-    nb, spec, values = _prepared(path, parameters, strict, _text_parameters, _checked)
+    nb, spec, values = _prepared(path, parameters, strict, _text_parameters, _checked, lenient)
     executor_class = EXECUTORS.get(executor)
     options = RunOptions(workers=workers or 0, cache=cache, fail_fast=fail_fast, steps=list(steps or []),
                          from_step=from_step)
@@ -92,12 +92,13 @@ def run(path: str | os.PathLike, parameters: dict | None = None, store=None, wor
 
 def plan(path: str | os.PathLike, parameters: dict | None = None, store=None, cache: bool = True,
          steps: list[str] | None = None, from_step: str | None = None, executor: str = "local", *,
-         strict: bool = False, _text_parameters: frozenset[str] = frozenset(), _checked=None) -> Plan:
+         strict: bool = False, lenient: bool = False, _text_parameters: frozenset[str] = frozenset(),
+         _checked=None) -> Plan:
     """What `run` would do with these arguments, without executing anything: for every step,
     whether it would execute or come from the cache, and why."""
     from nb2pipe.execution.plan import make_plan
 
-    nb, spec, values = _prepared(path, parameters, strict, _text_parameters, _checked)
+    nb, spec, values = _prepared(path, parameters, strict, _text_parameters, _checked, lenient)
     return make_plan(nb, spec, values, store_root(path, store), cache=cache, steps=list(steps or []),
                      from_step=from_step, executor=executor)
 
