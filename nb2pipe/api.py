@@ -34,7 +34,8 @@ def _prepared(path, parameters, strict: bool, text_parameters: frozenset[str], c
 
 def start(path: str | os.PathLike, parameters: dict | None = None, store=None, workers: int | None = None,
           cache: bool = True, steps: list[str] | None = None, from_step: str | None = None, executor: str = "local",
-          *, fail_fast: bool = False, strict: bool = False, lenient: bool = False, image: str | None = None, base_image: str | None = None,
+          *, fail_fast: bool = False, strict: bool = False, lenient: bool = False, image: str | None = None,
+          base_image: str | None = None,
           note: str | None = None, build_log=None, _text_parameters: frozenset[str] = frozenset(),
           _checked=None) -> Run:
     """Start a run of a notebook's pipeline and return its handle at once.
@@ -47,6 +48,8 @@ def start(path: str | os.PathLike, parameters: dict | None = None, store=None, w
 
     Invalid input raises here (NotebookReadError, PipelineInvalid, UsageError), before anything
     runs; a failing step does not raise: look at the record's `status` and each step's `error`.
+    A name a step reads that nothing defines is invalid unless `lenient` (then a warning);
+    `strict` makes every validation warning an error.
     """
     from nb2pipe.execution.events import EventBus
     from nb2pipe.execution.executor import ExecutionContext

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from nb2pipe.cli.app import main
+from nb2pipe.cli.app import LENIENT_HELP, main
 
 _LABELS = {"passed": "ok", "failed": "FAILED", "skipped": "skipped"}
 
@@ -43,7 +43,7 @@ _LABELS = {"passed": "ok", "failed": "FAILED", "skipped": "skipped"}
               help="Write a JUnit XML report (testcases NB.ipynb::ITEM, as pytest --nb2pipe names them).")
 @click.option("--strict", is_flag=True, help="Treat validation warnings (e.g. names a star import may define) as "
               "errors.")
-@click.option("--lenient", is_flag=True, help="Report names no step, setup cell, parameter or import defines as warnings, not errors.")
+@click.option("--lenient", is_flag=True, help=LENIENT_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON report for all notebooks.")
 def check(notebooks, execute, params, params_file, params_yaml, store, no_cache, executor, workers, check_nan,
           baseline, tolerance, export_dir, junit, strict, lenient, as_json):

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from nb2pipe.cli.app import main
+from nb2pipe.cli.app import LENIENT_HELP, main
 from nb2pipe.errors import ExitCode
 
 FORMATS = ("text", "tree", "mermaid", "dot", "svg", "png")
@@ -24,7 +24,7 @@ FORMATS = ("text", "tree", "mermaid", "dot", "svg", "png")
 @click.option("--run", "run_id", metavar="RUN", help="Colour each step by its status in RUN (tree, svg, png).")
 @click.option("--store", type=click.Path(file_okay=False), help="Store of --run [default: beside the notebook].")
 @click.option("--strict", is_flag=True, help="Treat warnings (e.g. names a star import may define) as errors.")
-@click.option("--lenient", is_flag=True, help="Report names no step, setup cell, parameter or import defines as warnings, not errors.")
+@click.option("--lenient", is_flag=True, help=LENIENT_HELP)
 def inspect(notebook: str, as_json: bool, fmt: str, output: str | None, run_id: str | None, store: str | None,
             strict: bool, lenient: bool) -> None:
     """Show the steps of NOTEBOOK: the DAG, upstreams, inputs, outputs and options."""
@@ -103,7 +103,7 @@ def _emit(content: str | bytes, output: str | None) -> None:
 @main.command()
 @click.argument("notebooks", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--strict", is_flag=True, help="Treat warnings as errors.")
-@click.option("--lenient", is_flag=True, help="Report names no step, setup cell, parameter or import defines as warnings, not errors.")
+@click.option("--lenient", is_flag=True, help=LENIENT_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON report for all notebooks.")
 def validate(notebooks: tuple[str, ...], strict: bool, lenient: bool, as_json: bool) -> None:
     """Check tags, step graph and syntax of NOTEBOOKS without running anything.

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from nb2pipe.cli.app import main
+from nb2pipe.cli.app import LENIENT_HELP, main
 from nb2pipe.errors import ExitCode
 
 
@@ -24,7 +24,7 @@ def parameter_options(fn):
 def selection_options(fn):
     """The options that decide which steps a run covers and executes, shared by run and status."""
     fn = click.option("--strict", is_flag=True, help="Treat validation warnings as errors.")(fn)
-    fn = click.option("--lenient", is_flag=True, help="Report names no step, setup cell, parameter or import defines as warnings, not errors.")(fn)
+    fn = click.option("--lenient", is_flag=True, help=LENIENT_HELP)(fn)
     fn = click.option("--from", "from_step", metavar="NAME",
                       help="Rerun this step and everything downstream of it.")(fn)
     fn = click.option("--step", "steps", multiple=True, metavar="NAME",
@@ -68,8 +68,8 @@ def _checked(notebook: str, strict: bool, steps, from_step, lenient: bool = Fals
 @click.option("--dry-run", is_flag=True, help="Print what would execute and what would come from the cache, and "
               "why; run nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print only the run record as JSON.")
-def run(notebook, params, params_file, params_yaml, store, no_cache, steps, from_step, strict, lenient, workers, fail_fast,
-        executor, image, base_image, log_output, as_events, note, dry_run, as_json):
+def run(notebook, params, params_file, params_yaml, store, no_cache, steps, from_step, strict, lenient, workers,
+        fail_fast, executor, image, base_image, log_output, as_events, note, dry_run, as_json):
     """Run NOTEBOOK's pipeline: each step in a fresh kernel (or container), independent steps in
     parallel, unchanged steps from the cache. The notebook itself is never modified."""
     import os

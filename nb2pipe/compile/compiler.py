@@ -277,7 +277,8 @@ class Compiler:
             severity = "error" if self.strict else "warning"
         else:
             severity = "warning" if self.lenient else "error"
-        fix = f"did you mean {close[0]}?" if close else "define it in an earlier step, a setup cell or the parameters cell"
+        fix = (f"did you mean {close[0]}?" if close else
+               "define it in an earlier step, a setup cell or the parameters cell")
         definer = next((src.name for src, f in later if name in f.outputs()), None)
         if definer and not close:
             message += f"; only the later step '{definer}' defines it"
