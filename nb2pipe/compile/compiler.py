@@ -79,6 +79,8 @@ class Compiler:
         self.lenient = lenient
         self.saved_state = saved_state
         self.diagnostics: list[Diagnostic] = []
+        self._flows: dict[str, StepFlow] = {}  # step name -> its data flow
+        self._metric_cells: dict[tuple[str, str], int] = {}  # (step, metric) -> the cell reporting it
 
     def problem(self, ann, message, fix=None, severity="error", code="invalid", line=None):
         self.diagnostics.append(Diagnostic(
@@ -107,6 +109,7 @@ class Compiler:
         graph = StepGraph([s.name for s in steps])
         self._check_names(steps)
         components = self._components(steps, parameters, param_names, setup_names, setup_dynamic, graph)
+        self._kale_metrics(split.metrics, steps, components)
         self._after_edges(steps, graph)
         try:
             order = graph.order()
@@ -214,6 +217,7 @@ class Compiler:
             for ann, source in s.cells:
                 self._analyse(flow, ann, source)
             flows.append((s, flow))
+        self._flows = {s.name: flow for s, flow in flows}
 
         components: list[ComponentSpec] = []
         wanted: dict[str, list[str]] = {s.name: [] for s in steps}  # producer -> names read downstream
@@ -227,8 +231,11 @@ class Compiler:
             )
             for ann, src in s.cells:
                 if ann.metrics:
-                    defined = metric_names(src)
-                    comp.metrics.extend(n for n in defined if n not in comp.metrics)
+                    defined = metric_names(src, printed=ann.kale_metrics)
+                    for n in defined:
+                        if n not in comp.metrics:
+                            comp.metrics.append(n)
+                            self._metric_cells[(comp.name, n)] = ann.index
                     self._gates(comp, ann, defined)
             cell_of = {a.index: a for a, _ in s.cells}
             for name, cell_index in flow.external_reads().items():
@@ -287,9 +294,35 @@ class Compiler:
             fix += "; --lenient makes this a warning when it is defined at run time"
         self.problem(ann, message, fix, severity=severity, code="undefined", line=flow.line_of(name))
 
-    def _gates(self, comp: ComponentSpec, ann, defined: list[str]) -> None:
+    def _kale_metrics(self, cells, steps: list[StepSource], components: list[ComponentSpec]) -> None:
+        """Kale's pipeline-metrics cells (names only, in no step): each name is reported by the
+        latest step above the cell that defines it, as Kale assigns metrics to their producer."""
+        flows = {c.name: c for c in components}
+        for ann, source in cells:
+            names = metric_names(source, printed=True)
+            above = [(s, self._flows[s.name]) for s in steps if s.first.index < ann.index]
+            for name in names:
+                producer = _latest_producer(name, above)
+                if producer is None:
+                    visible = sorted({n for _, f in above for n in f.outputs()})
+                    close = suggest(name, visible)
+                    self.problem(ann, f"the metrics cell reports '{name}', which no step above it defines",
+                                 f"did you mean print({close})?" if close else
+                                 "define it in a step above this cell, or remove the line", code="metrics")
+                    continue
+                comp = flows[producer[0].name]
+                if name not in comp.metrics:
+                    comp.metrics.append(name)
+                    self._metric_cells[(comp.name, name)] = ann.index
+            for gate in ann.gates:  # a gate goes with the step that reports its metric
+                reporter = next((c for c in components if gate.metric in c.metrics and gate.metric in names), None)
+                self._gates(reporter or components[-1], ann, names, only=gate)
+        for comp in components:  # in the order of the cells that report them
+            comp.metrics.sort(key=lambda n: self._metric_cells.get((comp.name, n), 0))
+
+    def _gates(self, comp: ComponentSpec, ann, defined: list[str], only=None) -> None:
         """A metrics cell's assert: tags must name metrics that cell reports."""
-        for gate in ann.gates:
+        for gate in ann.gates if only is None else [only]:
             if gate.metric not in defined:
                 close = suggest(gate.metric, defined)
                 self.problem(ann, f"gate assert:{gate.text} names '{gate.metric}', which this metrics cell does "
@@ -354,7 +387,7 @@ def _unrepresentable(value) -> str | None:
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
-                return f"has a key {key!r} that is not a string; JSON keys are strings"
+                return f"has a dict key that is not a string ({key!r}); JSON keys are strings"
             why = _unrepresentable_item(item)
             if why:
                 return why

@@ -640,8 +640,36 @@ def parameter_assignments(source: str) -> tuple[list[tuple[str, object, int]], l
     return out, problems, names
 
 
-def metric_names(source: str) -> list[str]:
-    """Names a metrics cell reports: its top-level scalar assignments and (Kale style) bare names."""
+def _printed_name(node: ast.stmt) -> ast.Name | None:
+    """`print(name)` (Kale's metrics line): the Name, else None."""
+    if (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name)
+            and node.value.func.id == "print" and len(node.value.args) == 1 and not node.value.keywords
+            and isinstance(node.value.args[0], ast.Name)):
+        return node.value.args[0]
+    return None
+
+
+def report_only_names(source: str) -> list[str] | None:
+    """The names of a cell made only of `print(name)` and bare `name` lines (a Kale
+    pipeline-metrics cell: it computes nothing), in order; None for any other cell."""
+    try:
+        tree = parse_cell(source)
+    except CellSyntaxError:
+        return None
+    names: list[str] = []
+    for node in tree.body:
+        named = _printed_name(node) or (node.value if isinstance(node, ast.Expr) and
+                                        isinstance(node.value, ast.Name) else None)
+        if named is None:
+            return None
+        if named.id not in names:
+            names.append(named.id)
+    return names or None
+
+
+def metric_names(source: str, printed: bool = False) -> list[str]:
+    """Names a metrics cell reports: its top-level scalar assignments and (Kale style) bare names;
+    with `printed` (a Kale pipeline-metrics cell) also its `print(name)` lines."""
     try:
         tree = parse_cell(source)
     except CellSyntaxError:
@@ -649,7 +677,9 @@ def metric_names(source: str) -> list[str]:
     names: list[str] = []
     for node in tree.body:
         targets: list[ast.expr] = []
-        if isinstance(node, ast.Assign):
+        if printed and _printed_name(node) is not None:
+            targets = [_printed_name(node)]
+        elif isinstance(node, ast.Assign):
             targets = node.targets
         elif isinstance(node, (ast.AnnAssign, ast.AugAssign)) and node.value is not None:
             targets = [node.target]

@@ -204,7 +204,7 @@ def test_validate_reports_every_problem_of_a_notebook_at_once(tmp_path):
     expected = [
         (":cell 1 [c1]:line 2: parameter 'limit' is inf", "write a finite number"),
         (":cell 1 [c1]:line 3: parameters cell: the value of 'd' is not a literal", "NAME = literal"),
-        (":cell 1 [c1]:line 4: parameter 'opts' has a key 1 that is not a string", "string keys"),
+        (":cell 1 [c1]:line 4: parameter 'opts' has a dict key that is not a string", "string keys"),
         (":cell 4 [c4]: step name 'load' is already used", "give this group another name"),
         (":cell 3 [c3]:line 1: step 'train' reads 'dta'", "did you mean data?"),
         (":cell 3 [c3]: after:lod names an unknown step", "did you mean after:load?"),

@@ -405,7 +405,8 @@ def test_kale_notebook():
     assert train.parameters == ["N_ESTIMATORS", "MAX_DEPTH"]
     evaluate = spec.step("evaluate")
     assert evaluate.metrics == ["accuracy", "n_samples"]
-    assert [c.index for c in evaluate.cells] == [8, 10]  # the skipped cell 9 is left out
+    # The skipped cell 9 is left out; the pipeline-metrics cell 10 (names only) is in no step.
+    assert [c.index for c in evaluate.cells] == [8]
     assert evaluate.options.cache is False
     assert spec.step("preprocess").inputs[0].name == "train_df"
 
