@@ -109,7 +109,7 @@ class Compiler:
         graph = StepGraph([s.name for s in steps])
         self._check_names(steps)
         components = self._components(steps, parameters, param_names, setup_names, setup_dynamic, graph)
-        self._kale_metrics(split.metrics, steps, components)
+        self._kale_metrics(split.metrics, steps, components, {p.name for p in parameters})
         self._after_edges(steps, graph)
         try:
             order = graph.order()
@@ -294,15 +294,22 @@ class Compiler:
             fix += "; --lenient makes this a warning when it is defined at run time"
         self.problem(ann, message, fix, severity=severity, code="undefined", line=flow.line_of(name))
 
-    def _kale_metrics(self, cells, steps: list[StepSource], components: list[ComponentSpec]) -> None:
+    def _kale_metrics(self, cells, steps: list[StepSource], components: list[ComponentSpec],
+                      param_names: set[str]) -> None:
         """Kale's pipeline-metrics cells (names only, in no step): each name is reported by the
-        latest step above the cell that defines it, as Kale assigns metrics to their producer."""
+        latest step above the cell that defines it, as Kale assigns metrics to their producer; a
+        parameter by the latest step that reads it (else the last step above)."""
         flows = {c.name: c for c in components}
         for ann, source in cells:
             names = metric_names(source, printed=True)
             above = [(s, self._flows[s.name]) for s in steps if s.first.index < ann.index]
             for name in names:
                 producer = _latest_producer(name, above)
+                if producer is None and name in param_names and above:
+                    readers = [s for s, _ in above if name in flows[s.name].parameters]
+                    producer = (readers[-1] if readers else above[-1][0]), None
+                    if name not in flows[producer[0].name].parameters:  # its value is in the cache key
+                        flows[producer[0].name].parameters.append(name)
                 if producer is None:
                     visible = sorted({n for _, f in above for n in f.outputs()})
                     close = suggest(name, visible)

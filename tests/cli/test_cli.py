@@ -21,10 +21,10 @@ from nbbuild import make_nb
 
 from nb2pipe.cli import main
 
-GOOD = ["ml_pipeline", "kale_pipeline", "fanout", "magics", "untagged", "no_kernelspec", "r_untagged",
-        "nbclient_tags", "legacy_v3"]
+GOOD = ["ml_pipeline", "kale_pipeline", "kale_metrics", "kale_candies", "fanout", "magics", "untagged",
+        "no_kernelspec", "r_untagged", "nbclient_tags", "legacy_v3"]
 BAD = ["cycle_after", "cycle_data", "tag_typos", "duplicate_steps", "bad_options", "bad_parameters",
-       "syntax_error", "after_unknown", "bad_step_names", "conflicting_roles", "r_tagged"]
+       "syntax_error", "after_unknown", "bad_step_names", "conflicting_roles", "r_tagged", "undefined_names"]
 MALFORMED_FILES = sorted(p.name for p in MALFORMED.iterdir())
 
 

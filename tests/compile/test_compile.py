@@ -90,8 +90,9 @@ def test_bad_parameters_has_the_line():
     assert d.line == 2
 
 
-@pytest.mark.parametrize("fixture", ["ml_pipeline", "kale_pipeline", "fanout", "magics", "untagged",
-                                     "no_kernelspec", "r_untagged", "nbclient_tags", "legacy_v3"])
+@pytest.mark.parametrize("fixture", ["ml_pipeline", "kale_pipeline", "kale_metrics", "kale_candies", "fanout",
+                                     "magics", "untagged", "no_kernelspec", "r_untagged", "nbclient_tags",
+                                     "legacy_v3"])
 def test_good_fixtures_compile(fixture):
     result = check_notebook(NOTEBOOKS / f"{fixture}.ipynb", strict=True)
     assert result.errors == [] and result.spec is not None
@@ -409,6 +410,54 @@ def test_kale_notebook():
     assert [c.index for c in evaluate.cells] == [8]
     assert evaluate.options.cache is False
     assert spec.step("preprocess").inputs[0].name == "train_df"
+
+
+def test_kale_metrics_notebook_matches_kale():
+    """What Kale 0.7 makes of its own parameters-and-metrics test notebook (its expected KFP DSL):
+    two steps, sum_matrix after create_matrix reading rnd_matrix; d1, d2 reported by create_matrix,
+    sum_result by sum_matrix; the pipeline-metrics cell runs in no step."""
+    spec = compile_notebook(NOTEBOOKS / "kale_metrics.ipynb")
+    assert [p.name for p in spec.parameters] == ["d1", "d2", "booltest", "strtest"]
+    assert spec.step_names == ["create_matrix", "sum_matrix"]
+    create, total = spec.step("create_matrix"), spec.step("sum_matrix")
+    assert [c.index for c in create.cells] == [3, 4]  # the anonymous block: continues create_matrix
+    assert (create.parameters, create.metrics, create.options.gpu) == (["d1", "d2"], ["d1", "d2"], 2)
+    assert total.upstreams == ["create_matrix"] and [i.name for i in total.inputs] == ["rnd_matrix"]
+    assert ([c.index for c in total.cells], total.metrics) == ([5], ["sum_result"])
+
+
+def test_kale_candies_notebook_matches_kale():
+    spec = compile_notebook(NOTEBOOKS / "kale_candies.ipynb")
+    assert spec.step_names == ["sack", "kid1", "kid2", "kid3"]
+    assert [c.index for c in spec.setup] == [2, 4] and [p.name for p in spec.parameters] == ["CANDIES"]
+    assert [spec.step(n).upstreams for n in spec.step_names] == [[], ["sack"], ["kid1"], ["kid1", "kid2"]]
+    assert [(i.name, i.producer) for i in spec.step("kid3").inputs] == [("kid1", "kid1"), ("kid2", "kid2")]
+    assert all(spec.step(n).parameters == ["CANDIES"] for n in spec.step_names)
+
+
+def test_kale_metrics_cell_is_not_glued_onto_the_step_above(tmp_path):
+    spec = spec_of(tmp_path, [
+        code("acc = 0.9", "step:train"),
+        code("f1 = 0.5", "step:evaluate"),
+        code("print(acc)\nprint(f1)", "pipeline-metrics", "assert:acc>=0.8", "assert:f1>0.1"),
+        code("print('after')"),  # continues the step above the metrics cell
+    ])
+    train, evaluate = spec.step("train"), spec.step("evaluate")
+    assert (train.metrics, [g.text for g in train.gates]) == (["acc"], ["acc>=0.8"])
+    assert (evaluate.metrics, [g.text for g in evaluate.gates]) == (["f1"], ["f1>0.1"])
+    assert [c.index for c in evaluate.cells] == [2, 4] and evaluate.inputs == []
+
+
+def test_kale_metrics_cell_naming_nothing_defined_is_an_error(tmp_path):
+    result = check_cells(tmp_path, [code("acc = 0.9", "step:train"), code("print(acx)", "pipeline-metrics")])
+    [d] = result.errors
+    assert (d.code, d.cell_index) == ("metrics", 2) and d.fix == "did you mean print(acc)?"
+
+
+def test_kale_metrics_cell_with_code_stays_in_its_step(tmp_path):
+    spec = spec_of(tmp_path, [code("acc = 0.9", "step:train"), code("double = acc * 2\nprint(double)",
+                                                                     "pipeline-metrics")])
+    assert [c.index for c in spec.step("train").cells] == [1, 2] and spec.step("train").metrics == ["double"]
 
 
 def test_ml_pipeline_notebook():
