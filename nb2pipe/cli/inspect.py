@@ -72,7 +72,8 @@ def _step_table(spec) -> None:
     for s in spec.steps:
         inputs = [f"{i.name}←{i.producer}" for i in s.inputs]
         inputs += [f"after {u}" for u in s.upstreams if not any(i.producer == u for i in s.inputs)]
-        rows.append([s.name, ",".join(str(c.index) for c in s.cells), ", ".join(inputs), ", ".join(s.outputs),
+        outputs = [f"{n} (may modify)" if n in s.modifies else n for n in s.outputs]
+        rows.append([s.name, ",".join(str(c.index) for c in s.cells), ", ".join(inputs), ", ".join(outputs),
                      ", ".join(s.parameters), options_text(s.options)])
     click.echo("\n".join(fit_table(["step", "cells", "inputs", "outputs", "parameters", "options"], rows, {0, 1})))
     if spec.parameters:

@@ -81,6 +81,7 @@ class Compiler:
         self.diagnostics: list[Diagnostic] = []
         self._flows: dict[str, StepFlow] = {}  # step name -> its data flow
         self._metric_cells: dict[tuple[str, str], int] = {}  # (step, metric) -> the cell reporting it
+        self._modifies: dict[str, set[str]] = {}  # step -> received names it may change in place
 
     def problem(self, ann, message, fix=None, severity="error", code="invalid", line=None):
         self.diagnostics.append(Diagnostic(
@@ -238,6 +239,7 @@ class Compiler:
                             self._metric_cells[(comp.name, n)] = ann.index
                     self._gates(comp, ann, defined)
             cell_of = {a.index: a for a, _ in s.cells}
+            replayed: set[str] = set()  # modules an upstream step imports, imported here again
             for name, cell_index in flow.external_reads().items():
                 if name in setup_names:
                     continue
@@ -245,7 +247,7 @@ class Compiler:
                     if name not in comp.parameters:
                         comp.parameters.append(name)
                     continue
-                producer = _latest_producer(name, flows[:i])
+                producer = _latest_producer(name, flows[:i], self._modifies)
                 if producer is None:
                     if name not in assigned_params:
                         self._undefined(s, flow, flows[:i], flows[i + 1:], name, cell_of.get(cell_index, s.first),
@@ -253,6 +255,7 @@ class Compiler:
                     continue
                 up_source, up_flow = producer
                 if name in up_flow.imports:  # modules are re-imported, never pickled
+                    replayed.add(name)
                     stmt = up_flow.imports[name]
                     if stmt not in comp.imports:
                         comp.imports.append(stmt)
@@ -261,10 +264,14 @@ class Compiler:
                 graph.add_edge(up_source.name, s.name, name)
                 if name not in wanted[up_source.name]:
                     wanted[up_source.name].append(name)
+            received = {inp.name for inp in comp.inputs}
+            comp.modifies = [n for n in flow.may_modify(setup_names | replayed) if n in received]
+            self._modifies[s.name] = set(comp.modifies)  # later readers take these from this step
             components.append(comp)
         for comp, (s, flow) in zip(components, flows):
             order = list(flow.outputs())
             comp.outputs = sorted(wanted[s.name], key=lambda n: order.index(n) if n in order else len(order))
+            comp.modifies = [n for n in comp.modifies if n in comp.outputs]  # only what a later step reads
         return components
 
     def _undefined(self, s: StepSource, flow: StepFlow, earlier, later, name: str, ann, known: set[str],
@@ -355,9 +362,10 @@ class Compiler:
                     graph.add_edge(target, s.name)
 
 
-def _latest_producer(name: str, earlier: list[tuple[StepSource, StepFlow]]):
+def _latest_producer(name: str, earlier: list[tuple[StepSource, StepFlow]], modifies=None):
+    """The latest earlier step that defines `name`, or that received it and may change it in place."""
     for source, flow in reversed(earlier):
-        if name in flow.defines and name not in flow.deleted:
+        if name in flow.defines and name not in flow.deleted or name in (modifies or {}).get(source.name, ()):
             return source, flow
     return None
 

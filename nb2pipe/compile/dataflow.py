@@ -8,6 +8,18 @@ magics (`%%bash`, `%%html`, ...) hold no Python and define nothing.
 The analysis is sequential, like execution: a name read before the step itself defines it is an
 external read (an input); free names of functions the step defines are external reads unless the
 step binds them at top level somewhere (the function may be called after that binding).
+
+In-place changes: a step may change a value it received without rebinding its name
+(`df["b"] = ...`, `df.dropna(inplace=True)`, `items.append(x)`, `model.fit(X, y)`, `f(df)`).
+Statically nobody can tell whether a method call or a function changes its argument, so every
+such use of a name the step has not bound itself is a "may modify" candidate (`StepFlow.modifies`;
+calls of builtins that never change their arguments, like `print` and `len`, and of well-known
+read-only methods, like `head` and `predict`, are not). The compiler makes the step an output
+("may modify") of each candidate it received from upstream and that a later step reads, so the
+later step reads it from this step. At run time the step's save cell hashes each such value
+again with the serializer of the input it came from: unchanged, the output is the input's own
+object (a hash, no write); changed, it is saved as a new version like any output
+(`artifacts.values.save_outputs(..., received=...)`). `x += 1` rebinds `x`: an ordinary output.
 """
 
 from __future__ import annotations
@@ -58,6 +70,8 @@ class StepFlow:
     ever_bound: set[str] = field(default_factory=set)  # every name the step binds anywhere, even later
     # Code that can define names no analysis sees: (cell, line, what), e.g. "exec()", "%run".
     dynamic: list[tuple[int, int, str]] = field(default_factory=list)
+    modifies: dict[str, int] = field(default_factory=dict)  # may change in place, unbound here -> cell
+    passed_to: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # name -> [(obj of the method, cell)]
     _bound: set[str] = field(default_factory=set)
     _cell: int = 0
 
@@ -118,6 +132,26 @@ class StepFlow:
         self.read(name, line)
         self.deleted.add(name)
         self._bound.discard(name)
+
+    def modify(self, name: str, via: str | None = None) -> None:
+        """`name` may be changed in place here (a store into it, a method call, an argument; `via`:
+        passed to a function of `via`, which counts only when `via` is a module)."""
+        if name in self._bound or name in BUILTIN_NAMES:
+            return
+        if via is None:
+            self.modifies.setdefault(name, self._cell)
+        else:
+            self.passed_to.setdefault(name, []).append((via, self._cell))
+
+    def may_modify(self, modules: set[str] = frozenset()) -> list[str]:
+        """Names this step may change in place without binding them, given the names that are
+        modules here (this step's imports and `modules`, e.g. the setup cells' imports)."""
+        found = dict(self.modifies)
+        for name, uses in self.passed_to.items():
+            for via, cell in uses:
+                if via in self.imports or via in modules:
+                    found.setdefault(name, cell)
+        return [n for n in found if n not in self.defines and n not in self.imports and n not in modules]
 
     def function_read(self, name: str, line: int | None = None) -> None:
         if name in BUILTIN_NAMES:
@@ -274,6 +308,7 @@ class _TopLevel:
                 self.bind(node.target.id)
             else:
                 self.expr(node.target)
+                self._modified(node.target)
         elif isinstance(node, ast.AnnAssign):
             if node.value is not None:
                 self.expr(node.value)
@@ -327,6 +362,7 @@ class _TopLevel:
                         f.delete(t.id, node.lineno + self.offset)
                 else:
                     self.expr(t)
+                    self._modified(t)
         elif isinstance(node, ast.Global | ast.Nonlocal):
             pass  # at module level `global x` changes nothing
         elif isinstance(node, ast.Match):
@@ -378,6 +414,13 @@ class _TopLevel:
             self.target(node.value)
         else:  # attribute or subscript target: mutates an object it reads
             self.expr(node)
+            self._modified(node)
+
+    def _modified(self, node: ast.expr) -> None:
+        """A store into `x[...]`, `x.a`, `x.a[...]`...: `x` may change in place."""
+        root = _root_name(node)
+        if root is not None and not self.read_only:
+            self.flow.modify(root)
 
     def _pattern(self, pattern: ast.pattern) -> None:
         for node in ast.walk(pattern):
@@ -399,6 +442,9 @@ class _TopLevel:
             self.bind(name)
         for fn in _lambdas(node):
             self._free_reads(fn)
+        if not self.read_only:
+            for name, owner in _call_mutations(node):
+                self.flow.modify(name, via=owner)
 
     def _free_reads(self, fn) -> None:
         for name, line in _function_free_name_lines(fn):
@@ -491,6 +537,63 @@ def _expr_names_lines(node: ast.expr) -> tuple[list[str], list[str], list[int]]:
 
     visit(node, frozenset())
     return reads, walrus, lines
+
+
+# Builtins (and IPython's display) that never change their arguments: passing a name to them is
+# no in-place change. Methods by these names are taken as read-only too (pandas, numpy, sklearn).
+_PURE_CALLS = frozenset({
+    "print", "len", "repr", "str", "type", "isinstance", "issubclass", "id", "hash", "sorted", "list", "tuple",
+    "dict", "set", "frozenset", "sum", "min", "max", "any", "all", "enumerate", "zip", "range", "abs", "round",
+    "format", "bool", "int", "float", "complex", "bytes", "reversed", "map", "filter", "getattr", "hasattr",
+    "dir", "callable", "display", "iter", "divmod", "pow", "ascii", "chr", "ord", "bin", "hex", "oct",
+})
+_READ_ONLY_METHODS = frozenset({
+    "head", "tail", "describe", "copy", "to_numpy", "to_list", "tolist", "to_dict", "to_json", "to_csv",
+    "to_string", "mean", "median", "std", "var", "sum", "min", "max", "count", "nunique", "unique",
+    "value_counts", "isna", "isnull", "notna", "any", "all", "get", "keys", "values", "items", "index",
+    "predict", "predict_proba", "predict_log_proba", "decision_function", "score", "transform",
+    "get_params", "astype", "reshape", "flatten", "ravel", "round", "sample", "groupby", "query", "filter",
+    "select_dtypes", "drop_duplicates", "dropna", "fillna", "rename", "merge", "join", "format", "startswith",
+    "endswith", "split", "strip", "lower", "upper", "replace", "encode", "decode", "info", "plot", "hist",
+    "corr", "cov", "argmax", "argmin", "dot", "quantile", "cumsum", "diff", "shift", "memory_usage",
+})
+# Methods above that change the object anyway when asked to (pandas' inplace=True).
+_INPLACE_KEYWORD = "inplace"
+
+
+def _root_name(node: ast.expr) -> str | None:
+    while isinstance(node, (ast.Attribute, ast.Subscript, ast.Starred)):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _call_mutations(node: ast.expr) -> list[tuple[str, str | None]]:
+    """Names a call in this expression may change in place, each with the name the called
+    function hangs off (None: a method of the name itself, or a plain function): the object of a
+    method call, the names passed to a function (`f(df)`, `random.shuffle(items)`); the caller
+    keeps an argument of `obj.method(...)` only when `obj` is a module. Lambda bodies run later,
+    if ever: not looked into."""
+    found: list[tuple[str, str | None]] = []
+    stack: list[ast.AST] = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, ast.Lambda):
+            continue
+        if isinstance(n, ast.Call):
+            inplace = any(k.arg == _INPLACE_KEYWORD and not (isinstance(k.value, ast.Constant) and not k.value.value)
+                          for k in n.keywords)
+            func = n.func
+            owner = _root_name(func.value) if isinstance(func, ast.Attribute) else None
+            if owner is not None and (func.attr not in _READ_ONLY_METHODS or inplace):
+                found.append((owner, None))
+            pure = isinstance(func, ast.Name) and func.id in _PURE_CALLS
+            if not pure and (isinstance(func, ast.Name) or owner is not None):
+                for arg in [*n.args, *(k.value for k in n.keywords)]:
+                    root = _root_name(arg) if isinstance(arg, (ast.Name, ast.Starred)) else None
+                    if root is not None:
+                        found.append((root, owner))
+        stack.extend(ast.iter_child_nodes(n))
+    return found
 
 
 def _lambdas(node: ast.expr) -> list[ast.Lambda]:
