@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from nb2pipe.execution.run import Run
 
 
-def _prepared(path, parameters, strict: bool, text_parameters: frozenset[str], checked):
+def _prepared(path, parameters, strict: bool, text_parameters: frozenset[str], checked, lenient: bool = False):
     """(notebook, spec, typed parameter values), or the error that says why not."""
     from nb2pipe.compile.compiler import check_notebook
     from nb2pipe.compile.notebook import read_notebook
@@ -25,7 +25,7 @@ def _prepared(path, parameters, strict: bool, text_parameters: frozenset[str], c
         nb, result = checked
     else:
         nb = read_notebook(path)
-        result = check_notebook(path, strict=strict, notebook=nb)
+        result = check_notebook(path, strict=strict, notebook=nb, lenient=lenient)
     if result.errors or result.spec is None:
         raise PipelineInvalid(result.diagnostics)
     values = resolve_parameters(result.spec.parameters, dict(parameters or {}), from_text=text_parameters)
@@ -34,8 +34,8 @@ def _prepared(path, parameters, strict: bool, text_parameters: frozenset[str], c
 
 def start(path: str | os.PathLike, parameters: dict | None = None, store=None, workers: int | None = None,
           cache: bool = True, steps: list[str] | None = None, from_step: str | None = None, executor: str = "local",
-          *, fail_fast: bool = False, strict: bool = False, image: str | None = None, base_image: str | None = None,
-          note: str | None = None, build_log=None, run_id: str | None = None,
+          *, fail_fast: bool = False, strict: bool = False, lenient: bool = False, image: str | None = None,
+          base_image: str | None = None, note: str | None = None, build_log=None, run_id: str | None = None,
           _text_parameters: frozenset[str] = frozenset(), _checked=None) -> Run:
     """Start a run of a notebook's pipeline and return its handle at once.
 
@@ -48,6 +48,8 @@ def start(path: str | os.PathLike, parameters: dict | None = None, store=None, w
 
     Invalid input raises here (NotebookReadError, PipelineInvalid, UsageError), before anything
     runs; a failing step does not raise: look at the record's `status` and each step's `error`.
+    A name a step reads that nothing defines is invalid unless `lenient` (then a warning);
+    `strict` makes every validation warning an error.
     """
     from nb2pipe.errors import UsageError
     from nb2pipe.execution.events import EventBus
@@ -60,7 +62,7 @@ def start(path: str | os.PathLike, parameters: dict | None = None, store=None, w
 
     if run_id is not None and not is_run_id(run_id):
         raise UsageError(f"run id {run_id!r} is not one nb2pipe makes (fix: leave it out, or pass new_run_id())")
-    nb, spec, values = _prepared(path, parameters, strict, _text_parameters, _checked)
+    nb, spec, values = _prepared(path, parameters, strict, _text_parameters, _checked, lenient)
     executor_class = EXECUTORS.get(executor)
     options = RunOptions(workers=workers or 0, cache=cache, fail_fast=fail_fast, steps=list(steps or []),
                          from_step=from_step)
@@ -96,12 +98,13 @@ def run(path: str | os.PathLike, parameters: dict | None = None, store=None, wor
 
 def plan(path: str | os.PathLike, parameters: dict | None = None, store=None, cache: bool = True,
          steps: list[str] | None = None, from_step: str | None = None, executor: str = "local", *,
-         strict: bool = False, _text_parameters: frozenset[str] = frozenset(), _checked=None) -> Plan:
+         strict: bool = False, lenient: bool = False, _text_parameters: frozenset[str] = frozenset(),
+         _checked=None) -> Plan:
     """What `run` would do with these arguments, without executing anything: for every step,
     whether it would execute or come from the cache, and why."""
     from nb2pipe.execution.plan import make_plan
 
-    nb, spec, values = _prepared(path, parameters, strict, _text_parameters, _checked)
+    nb, spec, values = _prepared(path, parameters, strict, _text_parameters, _checked, lenient)
     return make_plan(nb, spec, values, store_root(path, store), cache=cache, steps=list(steps or []),
                      from_step=from_step, executor=executor)
 

@@ -59,6 +59,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--nb2pipe-export-dir", metavar="DIR", default=None,
                     help="Write each notebook's exported KFP pipeline YAML (DIR/<notebook path>.yaml) and its executed "
                          "step notebooks (DIR/<notebook path>/STEP.ipynb) there: the build artifacts of a CI job.")
+    group.addoption("--nb2pipe-lenient", action="store_true", default=False,
+                    help="Names a step reads that nothing defines are warnings, not validate failures.")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -92,7 +94,8 @@ class Nb2pipePlugin:
             parameters=given, text_parameters=text_names, store=store,
             store_factory=None if store else self._temporary_store, executor=opt("nb2pipe_executor"),
             cache=not opt("nb2pipe_no_cache"), workers=opt("nb2pipe_workers"), check_nan=opt("nb2pipe_check_nan"),
-            baseline=opt("nb2pipe_baseline"), tolerance=tolerance, export_dir=export_dir, export_base=root))
+            baseline=opt("nb2pipe_baseline"), tolerance=tolerance, export_dir=export_dir, export_base=root,
+            lenient=opt("nb2pipe_lenient")))
         self.selected: set[tuple[str, str]] = set()  # (notebook's node id, item kind) of the selected items
 
     def _temporary_store(self) -> Path:

@@ -60,12 +60,13 @@ def write_nb(path: Path, cells, metadata=None) -> Path:
     return path
 
 
-def check_cells(tmp_path: Path, cells, name: str = "nb.ipynb", strict: bool = False, metadata=None):
+def check_cells(tmp_path: Path, cells, name: str = "nb.ipynb", strict: bool = False, metadata=None,
+                lenient: bool = False):
     """Write `cells` as a notebook and run check_notebook on it."""
     from nb2pipe.compile.compiler import check_notebook
 
     path = write_nb(tmp_path / name, cells, metadata)
-    return check_notebook(str(path), strict=strict)
+    return check_notebook(str(path), strict=strict, lenient=lenient)
 
 
 def spec_of(tmp_path: Path, cells, name: str = "nb.ipynb", metadata=None):

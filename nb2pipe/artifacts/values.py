@@ -250,23 +250,68 @@ def _dump_one(serializer: Any, name: str, value: Any, fd: int) -> tuple[str, int
     return writer.hexdigest(), writer.size
 
 
+class _Discard:
+    """A sink for HashingWriter: the bytes are hashed, never stored."""
+
+    def write(self, data) -> int:
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+def _unchanged(value: Any, source: dict, registry: SerializerRegistry) -> dict | None:
+    """The manifest entry of a received input the step left as it was: ``value`` serialized again
+    with the input's serializer (into a hash, nothing written) gives the input's sha256. None when
+    it changed (or cannot be serialized that way any more): then it is saved as a new version."""
+    try:
+        serializer = registry.get(source["serializer"])
+    except Nb2pipeError:
+        return None
+    if not serializer.matches(value):
+        return None
+    writer = HashingWriter(_Discard())
+    try:
+        serializer.dump(value, writer)
+    except Exception:  # noqa: BLE001  (UnsupportedValue or any failure: save it the usual way)
+        writer.stop()
+        return None
+    sha, size = writer.hexdigest(), writer.size
+    if sha != source.get("sha256"):
+        return None
+    return {"file": None, "source": source.get("path"), "unchanged": True, "serializer": serializer.name,
+            "serializer_version": serializer.version, "sha256": sha, "size": size,
+            "type": f"{type(value).__module__}.{type(value).__qualname__}"}
+
+
 def save_outputs(
     values: dict[str, Any],
     out_dir: str | os.PathLike,
     *,
     registry: SerializerRegistry | None = None,
+    received: dict[str, dict] | None = None,
 ) -> dict:
     """Write each value to ``out_dir/<name>.<ext>`` and then ``out_dir/manifest.json``; return the manifest.
 
     All-or-nothing: names and known-bad values are checked before anything is written, every
     value is dumped to a temp file (hashed while written), and only when all dumps succeeded
     are they renamed into place, followed by the manifest. Any failure removes this call's files.
+
+    ``received`` maps names of inputs the step may have changed in place to their input artifact
+    ``{"path", "serializer", "sha256"}``: one whose content is unchanged costs a hash, not a write;
+    its manifest entry has ``"file": None``, ``"unchanged": True`` and the input's ``"source"`` path.
     """
     registry = registry if registry is not None else default_registry
     out_dir = os.fspath(out_dir)
     plans = []
+    kept: dict[str, dict] = {}
     for name, value in values.items():
         _check_name(name, "output")
+        if received and name in received:
+            entry = _unchanged(value, received[name], registry)
+            if entry is not None:
+                kept[name] = entry
+                continue
         candidates = registry.candidates(value)
         if not candidates or getattr(candidates[0], "fallback", False):
             fix = unserializable_reason(value)
@@ -280,7 +325,7 @@ def save_outputs(
 
     temps: list[str] = []
     finals: list[str] = []
-    manifest: dict[str, dict] = {}
+    manifest: dict[str, dict] = dict(kept)
     try:
         dumped = []
         for name, value, candidates in plans:

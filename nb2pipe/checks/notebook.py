@@ -70,7 +70,7 @@ class NotebookCheck:
             from nb2pipe.compile.compiler import check_notebook
 
             self._checked = check_notebook(self.path, strict=self.suite.options.strict, notebook=self.notebook,
-                                           saved_state=True)
+                                           saved_state=True, lenient=self.suite.options.lenient)
         return self._checked
 
     @property
@@ -118,6 +118,12 @@ class NotebookCheck:
                 out.warnings.append(str(d))
         if self.spec is None and not out.findings:
             out.fail(Finding("invalid", f"{self.path}: invalid pipeline"))
+        if self.suite.options.executor == "local":
+            from nb2pipe.runtime.kernelspecs import kernel_diagnostic
+
+            missing = kernel_diagnostic(self.notebook)
+            if missing is not None:
+                out.warnings.append(str(missing))
         for finding in self._prepare():
             out.fail(finding)
         if self.spec is not None and self._baseline is not None:
@@ -247,7 +253,7 @@ class NotebookCheck:
         given, text = self.parameters()
         try:
             self._run = api.start(self.path, given, store=str(self.store_root), workers=opts.workers,
-                                  cache=opts.cache, executor=opts.executor, strict=opts.strict,
+                                  cache=opts.cache, executor=opts.executor, strict=opts.strict, lenient=opts.lenient,
                                   _text_parameters=text, _checked=(self.notebook, self.checked))
         except Nb2pipeError as exc:
             self._start_error = exc

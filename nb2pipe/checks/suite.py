@@ -25,6 +25,7 @@ class CheckOptions:
     cache: bool = True
     workers: int | None = None
     strict: bool = False
+    lenient: bool = False  # undefined names are warnings, not errors
     check_nan: bool | None = None  # None: [tool.nb2pipe.checks] check-nan, else off
     baseline: str | None = None  # RUN_ID or FILE.json
     tolerance: float | None = None  # None: [tool.nb2pipe.checks] tolerance, else 0

@@ -31,6 +31,10 @@ class Group(click.Group):
             ctx.exit(int(exc.exit_code))
 
 
+LENIENT_HELP = ("Report names a step reads that no earlier step, setup cell, parameter or import defines as "
+                "warnings, not errors.")
+
+
 def error_object(exc: Nb2pipeError) -> dict:
     """An error as JSON: its message, kind and exit code, and the notebook problems, if any."""
     out = {"type": type(exc).__name__, "message": str(exc), "exit_code": int(exc.exit_code)}

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from nb2pipe.cli.app import main
+from nb2pipe.cli.app import LENIENT_HELP, main
 
 _LABELS = {"passed": "ok", "failed": "FAILED", "skipped": "skipped"}
 
@@ -41,10 +41,12 @@ _LABELS = {"passed": "ok", "failed": "FAILED", "skipped": "skipped"}
               "(DIR/<notebook path>/STEP.ipynb).")
 @click.option("--junit", "junit", type=click.Path(dir_okay=False), metavar="FILE",
               help="Write a JUnit XML report (testcases NB.ipynb::ITEM, as pytest --nb2pipe names them).")
-@click.option("--strict", is_flag=True, help="Treat validation warnings (e.g. undefined names) as errors.")
+@click.option("--strict", is_flag=True, help="Treat validation warnings (e.g. names a star import may define) as "
+              "errors.")
+@click.option("--lenient", is_flag=True, help=LENIENT_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON report for all notebooks.")
 def check(notebooks, execute, params, params_file, params_yaml, store, no_cache, executor, workers, check_nan,
-          baseline, tolerance, export_dir, junit, strict, as_json):
+          baseline, tolerance, export_dir, junit, strict, lenient, as_json):
     """Check NOTEBOOKS for CI: validation (with the hidden-state guard), the KFP compile and, with
     --execute, a real run of each pipeline judged step by step.
 
@@ -60,7 +62,8 @@ def check(notebooks, execute, params, params_file, params_yaml, store, no_cache,
 
     given, text_names = parse_cli(params, params_yaml, params_file)
     suite = CheckSuite(CheckOptions(parameters=given, text_parameters=text_names, store=store, executor=executor,
-                                    cache=not no_cache, workers=workers, strict=strict, check_nan=check_nan,
+                                    cache=not no_cache, workers=workers, strict=strict, lenient=lenient,
+                                    check_nan=check_nan,
                                     baseline=baseline, tolerance=tolerance, export_dir=export_dir,
                                     export_base=os.getcwd()))
     checks = [suite.add(path) for path in notebooks]

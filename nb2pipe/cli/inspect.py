@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from nb2pipe.cli.app import main
+from nb2pipe.cli.app import LENIENT_HELP, main
 from nb2pipe.errors import ExitCode
 
 FORMATS = ("text", "tree", "mermaid", "dot", "svg", "png")
@@ -23,9 +23,10 @@ FORMATS = ("text", "tree", "mermaid", "dot", "svg", "png")
               help="Write the picture (or text) to FILE instead of stdout.")
 @click.option("--run", "run_id", metavar="RUN", help="Colour each step by its status in RUN (tree, svg, png).")
 @click.option("--store", type=click.Path(file_okay=False), help="Store of --run [default: beside the notebook].")
-@click.option("--strict", is_flag=True, help="Treat warnings (e.g. undefined names) as errors.")
+@click.option("--strict", is_flag=True, help="Treat warnings (e.g. names a star import may define) as errors.")
+@click.option("--lenient", is_flag=True, help=LENIENT_HELP)
 def inspect(notebook: str, as_json: bool, fmt: str, output: str | None, run_id: str | None, store: str | None,
-            strict: bool) -> None:
+            strict: bool, lenient: bool) -> None:
     """Show the steps of NOTEBOOK: the DAG, upstreams, inputs, outputs and options."""
     if as_json and fmt != "text":
         raise click.UsageError(f"--json prints the pipeline spec; it cannot be combined with --format {fmt}")
@@ -36,7 +37,7 @@ def inspect(notebook: str, as_json: bool, fmt: str, output: str | None, run_id: 
     from nb2pipe.compile.compiler import check_notebook
     from nb2pipe.errors import PipelineInvalid
 
-    result = check_notebook(notebook, strict=strict)
+    result = check_notebook(notebook, strict=strict, lenient=lenient)
     for d in result.warnings:
         click.echo(str(d), err=True)
     if result.errors or result.spec is None:
@@ -71,7 +72,8 @@ def _step_table(spec) -> None:
     for s in spec.steps:
         inputs = [f"{i.name}←{i.producer}" for i in s.inputs]
         inputs += [f"after {u}" for u in s.upstreams if not any(i.producer == u for i in s.inputs)]
-        rows.append([s.name, ",".join(str(c.index) for c in s.cells), ", ".join(inputs), ", ".join(s.outputs),
+        outputs = [f"{n} (may modify)" if n in s.modifies else n for n in s.outputs]
+        rows.append([s.name, ",".join(str(c.index) for c in s.cells), ", ".join(inputs), ", ".join(outputs),
                      ", ".join(s.parameters), options_text(s.options)])
     click.echo("\n".join(fit_table(["step", "cells", "inputs", "outputs", "parameters", "options"], rows, {0, 1})))
     if spec.parameters:
@@ -102,20 +104,24 @@ def _emit(content: str | bytes, output: str | None) -> None:
 @main.command()
 @click.argument("notebooks", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--strict", is_flag=True, help="Treat warnings as errors.")
+@click.option("--lenient", is_flag=True, help=LENIENT_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON report for all notebooks.")
-def validate(notebooks: tuple[str, ...], strict: bool, as_json: bool) -> None:
+def validate(notebooks: tuple[str, ...], strict: bool, lenient: bool, as_json: bool) -> None:
     """Check tags, step graph and syntax of NOTEBOOKS without running anything.
 
     Exit 0 when every notebook is valid, 2 otherwise.
     """
     from nb2pipe.compile.compiler import check_notebook
+    from nb2pipe.compile.notebook import read_notebook
     from nb2pipe.errors import Diagnostic, NotebookReadError
+    from nb2pipe.runtime.kernelspecs import kernel_diagnostic  # reported here, not first by `run`
 
     reports, ok = [], True
     for path in notebooks:
         try:
-            result = check_notebook(path, strict=strict, saved_state=True)
-            diagnostics = result.diagnostics
+            nb = read_notebook(path)
+            result = check_notebook(path, strict=strict, notebook=nb, saved_state=True, lenient=lenient)
+            diagnostics = result.diagnostics + [d for d in [kernel_diagnostic(nb)] if d]
             valid = not result.errors and result.spec is not None
             steps = len(result.spec.steps) if result.spec else 0
         except NotebookReadError as exc:

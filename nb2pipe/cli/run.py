@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from nb2pipe.cli.app import main
+from nb2pipe.cli.app import LENIENT_HELP, main
 from nb2pipe.errors import ExitCode
 
 
@@ -24,6 +24,7 @@ def parameter_options(fn):
 def selection_options(fn):
     """The options that decide which steps a run covers and executes, shared by run and status."""
     fn = click.option("--strict", is_flag=True, help="Treat validation warnings as errors.")(fn)
+    fn = click.option("--lenient", is_flag=True, help=LENIENT_HELP)(fn)
     fn = click.option("--from", "from_step", metavar="NAME",
                       help="Rerun this step and everything downstream of it.")(fn)
     fn = click.option("--step", "steps", multiple=True, metavar="NAME",
@@ -33,7 +34,7 @@ def selection_options(fn):
                         "the notebook, or $NB2PIPE_STORE].")(fn)
 
 
-def _checked(notebook: str, strict: bool, steps, from_step):
+def _checked(notebook: str, strict: bool, steps, from_step, lenient: bool = False):
     """Read and check the notebook once (the engine is handed the result); warnings to stderr."""
     from nb2pipe.compile.compiler import check_notebook
     from nb2pipe.compile.notebook import read_notebook
@@ -41,7 +42,7 @@ def _checked(notebook: str, strict: bool, steps, from_step):
     if steps and from_step:
         raise click.UsageError("use either --step or --from, not both")
     nb = read_notebook(notebook)
-    checked = check_notebook(notebook, strict=strict, notebook=nb)
+    checked = check_notebook(notebook, strict=strict, notebook=nb, lenient=lenient)
     for d in checked.warnings:
         click.echo(str(d), err=True)
     return nb, checked
@@ -68,8 +69,8 @@ def _checked(notebook: str, strict: bool, steps, from_step):
               "why; run nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print only the run record as JSON.")
 @click.option("--run-id", hidden=True, help="The id to give the run (a program that starts runs knows it at once).")
-def run(notebook, params, params_file, params_yaml, store, no_cache, steps, from_step, strict, workers, fail_fast,
-        executor, image, base_image, log_output, as_events, note, dry_run, as_json, run_id):
+def run(notebook, params, params_file, params_yaml, store, no_cache, steps, from_step, strict, lenient, workers,
+        fail_fast, executor, image, base_image, log_output, as_events, note, dry_run, as_json, run_id):
     """Run NOTEBOOK's pipeline: each step in a fresh kernel (or container), independent steps in
     parallel, unchanged steps from the cache. The notebook itself is never modified."""
     import os
@@ -84,7 +85,7 @@ def run(notebook, params, params_file, params_yaml, store, no_cache, steps, from
         raise click.UsageError("--image and --base-image need --executor docker")
     if as_events and as_json:
         raise click.UsageError("use either --events or --json, not both")
-    nb, checked = _checked(notebook, strict, steps, from_step)
+    nb, checked = _checked(notebook, strict, steps, from_step, lenient)
     if dry_run:
         plan = api.plan(notebook, given, store=store, cache=not no_cache, steps=list(steps), from_step=from_step,
                         executor=executor, strict=strict, _text_parameters=text_names, _checked=(nb, checked))
@@ -145,7 +146,8 @@ def _print_event(event: dict) -> None:
 @selection_options
 @click.option("--executor", default="local", show_default=True, metavar="NAME", help="The executor the run would use.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-def status(notebook, params, params_file, params_yaml, store, no_cache, steps, from_step, strict, executor, as_json):
+def status(notebook, params, params_file, params_yaml, store, no_cache, steps, from_step, strict, lenient, executor,
+           as_json):
     """What `nb2pipe run NOTEBOOK` would do now, step by step: execute it or take it from the
     cache, and why (code changed, parameter X changed, input X changed, never run, cache off).
     Runs nothing."""
@@ -153,7 +155,7 @@ def status(notebook, params, params_file, params_yaml, store, no_cache, steps, f
     from nb2pipe.compile.parameters import parse_cli
 
     given, text_names = parse_cli(params, params_yaml, params_file)
-    nb, checked = _checked(notebook, strict, steps, from_step)
+    nb, checked = _checked(notebook, strict, steps, from_step, lenient)
     plan = api.plan(notebook, given, store=store, cache=not no_cache, steps=list(steps), from_step=from_step,
                     executor=executor, strict=strict, _text_parameters=text_names, _checked=(nb, checked))
     _print_plan(plan, as_json)

@@ -6,16 +6,18 @@
 
 from __future__ import annotations
 
+import difflib
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nb2pipe.compile.dataflow import CellSyntaxError, StepFlow, literal_assignments, metric_names
+from nb2pipe.compile.dataflow import BUILTIN_NAMES, CellSyntaxError, StepFlow, metric_names, parameter_assignments
 from nb2pipe.compile.notebook import Notebook, read_notebook
 from nb2pipe.compile.saved_state import saved_state_warnings
 from nb2pipe.compile.steps import StepSource, default_step_name, split_steps
 from nb2pipe.compile.tags import CODE, METRICS_TAG, RAISES_EXCEPTION_TAG, SKIP_EXECUTION_TAG, annotate
-from nb2pipe.errors import Diagnostic, PipelineInvalid
+from nb2pipe.errors import Diagnostic, PipelineInvalid, UsageError
 from nb2pipe.model.graph import GraphCycle, StepGraph, suggest
 from nb2pipe.model.names import kfp_name
 from nb2pipe.model.spec import CellSpec, ComponentSpec, InputSpec, ParameterSpec, PipelineSpec, StepOptions
@@ -25,6 +27,9 @@ _UNHASHED_TAGS = frozenset({METRICS_TAG})
 
 PARAMETER_TYPES = {int: "int", float: "float", str: "str", bool: "bool", list: "list", dict: "dict",
                    type(None): "NoneType"}
+
+# Names a kernel provides that are in no builtins module: IPython's output history (_1, _i1, ...).
+_KERNEL_NAME_RE = re.compile(r"_i*\d+|__IPYTHON__")
 
 
 @dataclass
@@ -43,30 +48,40 @@ class CheckResult:
         return [d for d in self.diagnostics if d.severity == "warning"]
 
 
-def compile_notebook(path, strict: bool = False) -> PipelineSpec:
+def compile_notebook(path, strict: bool = False, lenient: bool = False) -> PipelineSpec:
     """Read a notebook and return its PipelineSpec; raise on any error (NotebookReadError,
     PipelineInvalid)."""
-    result = check_notebook(path, strict=strict)
+    result = check_notebook(path, strict=strict, lenient=lenient)
     if result.errors or result.spec is None:
         raise PipelineInvalid(result.diagnostics)
     return result.spec
 
 
 def check_notebook(path, strict: bool = False, notebook: Notebook | None = None,
-                   saved_state: bool = False) -> CheckResult:
+                   saved_state: bool = False, lenient: bool = False) -> CheckResult:
     """Every problem of a notebook's pipeline; `saved_state` adds the hidden-state guard's warnings
-    on its saved execution counts (`validate` and `check` ask for them)."""
+    on its saved execution counts (`validate` and `check` ask for them).
+
+    A name a step reads that nothing defines is an error; `lenient` makes it a warning. Where
+    code the analysis cannot follow (a star import, exec(), globals(), %run...) may define it,
+    it is a warning; `strict` makes every warning of that kind an error."""
+    if strict and lenient:
+        raise UsageError("use either --strict or --lenient, not both")
     nb = notebook or read_notebook(path)
-    return Compiler(nb, strict, saved_state).run()
+    return Compiler(nb, strict, saved_state, lenient).run()
 
 
 class Compiler:
-    def __init__(self, nb: Notebook, strict: bool, saved_state: bool = False):
+    def __init__(self, nb: Notebook, strict: bool, saved_state: bool = False, lenient: bool = False):
         self.nb = nb
         self.path = nb.path
         self.strict = strict
+        self.lenient = lenient
         self.saved_state = saved_state
         self.diagnostics: list[Diagnostic] = []
+        self._flows: dict[str, StepFlow] = {}  # step name -> its data flow
+        self._metric_cells: dict[tuple[str, str], int] = {}  # (step, metric) -> the cell reporting it
+        self._modifies: dict[str, set[str]] = {}  # step -> received names it may change in place
 
     def problem(self, ann, message, fix=None, severity="error", code="invalid", line=None):
         self.diagnostics.append(Diagnostic(
@@ -83,19 +98,20 @@ class Compiler:
             return self._non_python(annotations)
         split, problems = split_steps(annotations, nb.cells, self.path)
         self.diagnostics.extend(problems)
-        if any(p.code == "duplicate-step" for p in problems):
-            return CheckResult(self.path, None, self.diagnostics)
+        parameters, param_names = self._parameters(split.parameters)
+        setup_cells, setup_names, setup_dynamic = self._setup(split.setup)
         if not split.steps:
-            self.problem(None, "the notebook has no code cells to run",
-                         "add a code cell, or remove the skip tags")
+            if not any(d.severity == "error" for d in self.diagnostics):
+                self.problem(None, "the notebook has no code cells to run",
+                             "add a code cell, or remove the skip tags")
             return CheckResult(self.path, None, self.diagnostics)
+        steps = _merge_duplicates(split.steps)  # reported above; analyse the rest as one step
 
-        parameters = self._parameters(split.parameters)
-        setup_cells, setup_names, setup_star = self._setup(split.setup)
-        graph = StepGraph([s.name for s in split.steps])
-        self._check_names(split.steps)
-        components = self._components(split.steps, parameters, setup_names, setup_star, graph)
-        self._after_edges(split.steps, graph)
+        graph = StepGraph([s.name for s in steps])
+        self._check_names(steps)
+        components = self._components(steps, parameters, param_names, setup_names, setup_dynamic, graph)
+        self._kale_metrics(split.metrics, steps, components, {p.name for p in parameters})
+        self._after_edges(steps, graph)
         try:
             order = graph.order()
         except GraphCycle as cyc:
@@ -144,34 +160,35 @@ class Compiler:
                             self.nb.kernel_name, self.nb.language, steps=[comp])
         return CheckResult(self.path, spec, self.diagnostics, StepGraph([name]))
 
-    def _parameters(self, cells) -> list[ParameterSpec]:
+    def _parameters(self, cells) -> tuple[list[ParameterSpec], set[str]]:
+        """The typed parameters, and every name the parameters cells assign (valid or not)."""
         params: dict[str, ParameterSpec] = {}
+        assigned: set[str] = set()
         for ann, source in cells:
-            found = literal_assignments(source)
-            if isinstance(found, tuple):
-                message, line = found
+            found, problems, names = parameter_assignments(source)
+            assigned |= names
+            for message, line, kind in problems:
                 self.problem(ann, f"parameters cell: {message}",
+                             "fix the Python syntax of this cell" if kind == "syntax" else
                              "keep only NAME = literal lines in the parameters cell; compute "
                              "derived values in a step", code="parameters", line=line)
-                continue
-            for name, value, _line in found:
-                kind = _parameter_type(value)
+            for name, value, line in found:
+                kind, why = _parameter_type(value)
                 if kind is None:
-                    self.problem(ann, f"parameter '{name}' has a {type(value).__name__} value; "
-                                      "parameters must be int, float, str, bool, None, list or dict",
-                                 "use a list instead of a tuple or set" if isinstance(value, (tuple, set))
-                                 else "write the value as one of those types", code="parameters", line=_line)
+                    self.problem(ann, f"parameter '{name}' {why}", _parameter_fix(value), code="parameters",
+                                 line=line)
                     continue
                 params[name] = ParameterSpec(name, kind, value, ann.index)
-        return list(params.values())
+        return list(params.values()), assigned
 
-    def _setup(self, cells) -> tuple[list[CellSpec], set[str], bool]:
+    def _setup(self, cells) -> tuple[list[CellSpec], set[str], list[tuple[int, int, str]]]:
         flow = StepFlow()
         specs = []
         for ann, source in cells:
             specs.append(CellSpec(ann.index, ann.cell_id, source, _kept_tags(ann)))
             self._analyse(flow, ann, source)
-        return specs, set(flow.defines), bool(flow.star_imports)
+        dynamic = flow.dynamic + [(cell, 0, "from ... import *") for cell in flow.star_imports]
+        return specs, set(flow.defines), dynamic
 
     def _analyse(self, flow: StepFlow, ann, source: str) -> None:
         if ann.skip_execution:
@@ -193,7 +210,7 @@ class Compiler:
                                       f"KFP name '{safe}'", "rename one of them", code="step-name")
             seen.setdefault(safe, s)
 
-    def _components(self, steps, parameters, setup_names, setup_star, graph) -> list[ComponentSpec]:
+    def _components(self, steps, parameters, assigned_params, setup_names, setup_dynamic, graph) -> list[ComponentSpec]:
         param_names = {p.name for p in parameters}
         flows: list[tuple[StepSource, StepFlow]] = []
         for s in steps:
@@ -201,6 +218,7 @@ class Compiler:
             for ann, source in s.cells:
                 self._analyse(flow, ann, source)
             flows.append((s, flow))
+        self._flows = {s.name: flow for s, flow in flows}
 
         components: list[ComponentSpec] = []
         wanted: dict[str, list[str]] = {s.name: [] for s in steps}  # producer -> names read downstream
@@ -214,10 +232,14 @@ class Compiler:
             )
             for ann, src in s.cells:
                 if ann.metrics:
-                    defined = metric_names(src)
-                    comp.metrics.extend(n for n in defined if n not in comp.metrics)
+                    defined = metric_names(src, printed=ann.kale_metrics)
+                    for n in defined:
+                        if n not in comp.metrics:
+                            comp.metrics.append(n)
+                            self._metric_cells[(comp.name, n)] = ann.index
                     self._gates(comp, ann, defined)
             cell_of = {a.index: a for a, _ in s.cells}
+            replayed: set[str] = set()  # modules an upstream step imports, imported here again
             for name, cell_index in flow.external_reads().items():
                 if name in setup_names:
                     continue
@@ -225,19 +247,15 @@ class Compiler:
                     if name not in comp.parameters:
                         comp.parameters.append(name)
                     continue
-                producer = _latest_producer(name, flows[:i])
+                producer = _latest_producer(name, flows[:i], self._modifies)
                 if producer is None:
-                    if setup_star or flow.star_imports:
-                        continue  # `from x import *` may define it: we cannot know
-                    self.problem(cell_of.get(cell_index, s.first),
-                                 f"step '{s.name}' reads '{name}', which no earlier step, setup "
-                                 "cell or parameter defines",
-                                 "define it in an earlier step or a setup cell (or ignore this "
-                                 "warning if it is defined at run time)",
-                                 severity="error" if self.strict else "warning", code="undefined")
+                    if name not in assigned_params:
+                        self._undefined(s, flow, flows[:i], flows[i + 1:], name, cell_of.get(cell_index, s.first),
+                                        setup_names | assigned_params, setup_dynamic)
                     continue
                 up_source, up_flow = producer
                 if name in up_flow.imports:  # modules are re-imported, never pickled
+                    replayed.add(name)
                     stmt = up_flow.imports[name]
                     if stmt not in comp.imports:
                         comp.imports.append(stmt)
@@ -246,15 +264,79 @@ class Compiler:
                 graph.add_edge(up_source.name, s.name, name)
                 if name not in wanted[up_source.name]:
                     wanted[up_source.name].append(name)
+            received = {inp.name for inp in comp.inputs}
+            comp.modifies = [n for n in flow.may_modify(setup_names | replayed) if n in received]
+            self._modifies[s.name] = set(comp.modifies)  # later readers take these from this step
             components.append(comp)
         for comp, (s, flow) in zip(components, flows):
             order = list(flow.outputs())
             comp.outputs = sorted(wanted[s.name], key=lambda n: order.index(n) if n in order else len(order))
+            comp.modifies = [n for n in comp.modifies if n in comp.outputs]  # only what a later step reads
         return components
 
-    def _gates(self, comp: ComponentSpec, ann, defined: list[str]) -> None:
+    def _undefined(self, s: StepSource, flow: StepFlow, earlier, later, name: str, ann, known: set[str],
+                   setup_dynamic) -> None:
+        """A name the step reads that no earlier step, setup cell, parameter or import defines."""
+        if name in flow.ever_bound or _KERNEL_NAME_RE.fullmatch(name):
+            return  # the step binds it itself (later, in a loop, in a function...): not ours to judge
+        dynamic = [(c, line, what) for c, line, what in flow.dynamic if c in {a.index for a, _ in s.cells}]
+        dynamic += [(c, 0, "from ... import *") for c in flow.star_imports] + setup_dynamic
+        visible = set(known) | flow.ever_bound | {n for _, f in earlier for n in f.outputs()}
+        visible |= {n for n in BUILTIN_NAMES if not n.startswith("_")}
+        close = difflib.get_close_matches(name, sorted(visible), n=1, cutoff=0.75)
+        message = f"step '{s.name}' reads '{name}', which no earlier step, setup cell, parameter or import defines"
+        if dynamic:
+            cell, line, what = min(dynamic)
+            message += f" (unless {what} at cell {cell}{f' line {line}' if line else ''} defines it)"
+            severity = "error" if self.strict else "warning"
+        else:
+            severity = "warning" if self.lenient else "error"
+        fix = (f"did you mean {close[0]}?" if close else
+               "define it in an earlier step, a setup cell or the parameters cell")
+        definer = next((src.name for src, f in later if name in f.outputs()), None)
+        if definer and not close:
+            message += f"; only the later step '{definer}' defines it"
+            fix = f"move its definition above step '{s.name}' (a step reads only what earlier steps define)"
+        elif severity == "error" and not close:
+            fix += "; --lenient makes this a warning when it is defined at run time"
+        self.problem(ann, message, fix, severity=severity, code="undefined", line=flow.line_of(name))
+
+    def _kale_metrics(self, cells, steps: list[StepSource], components: list[ComponentSpec],
+                      param_names: set[str]) -> None:
+        """Kale's pipeline-metrics cells (names only, in no step): each name is reported by the
+        latest step above the cell that defines it, as Kale assigns metrics to their producer; a
+        parameter by the latest step that reads it (else the last step above)."""
+        flows = {c.name: c for c in components}
+        for ann, source in cells:
+            names = metric_names(source, printed=True)
+            above = [(s, self._flows[s.name]) for s in steps if s.first.index < ann.index]
+            for name in names:
+                producer = _latest_producer(name, above)
+                if producer is None and name in param_names and above:
+                    readers = [s for s, _ in above if name in flows[s.name].parameters]
+                    producer = (readers[-1] if readers else above[-1][0]), None
+                    if name not in flows[producer[0].name].parameters:  # its value is in the cache key
+                        flows[producer[0].name].parameters.append(name)
+                if producer is None:
+                    visible = sorted({n for _, f in above for n in f.outputs()})
+                    close = suggest(name, visible)
+                    self.problem(ann, f"the metrics cell reports '{name}', which no step above it defines",
+                                 f"did you mean print({close})?" if close else
+                                 "define it in a step above this cell, or remove the line", code="metrics")
+                    continue
+                comp = flows[producer[0].name]
+                if name not in comp.metrics:
+                    comp.metrics.append(name)
+                    self._metric_cells[(comp.name, name)] = ann.index
+            for gate in ann.gates:  # a gate goes with the step that reports its metric
+                reporter = next((c for c in components if gate.metric in c.metrics and gate.metric in names), None)
+                self._gates(reporter or components[-1], ann, names, only=gate)
+        for comp in components:  # in the order of the cells that report them
+            comp.metrics.sort(key=lambda n: self._metric_cells.get((comp.name, n), 0))
+
+    def _gates(self, comp: ComponentSpec, ann, defined: list[str], only=None) -> None:
         """A metrics cell's assert: tags must name metrics that cell reports."""
-        for gate in ann.gates:
+        for gate in ann.gates if only is None else [only]:
             if gate.metric not in defined:
                 close = suggest(gate.metric, defined)
                 self.problem(ann, f"gate assert:{gate.text} names '{gate.metric}', which this metrics cell does "
@@ -280,18 +362,68 @@ class Compiler:
                     graph.add_edge(target, s.name)
 
 
-def _latest_producer(name: str, earlier: list[tuple[StepSource, StepFlow]]):
+def _latest_producer(name: str, earlier: list[tuple[StepSource, StepFlow]], modifies=None):
+    """The latest earlier step that defines `name`, or that received it and may change it in place."""
     for source, flow in reversed(earlier):
-        if name in flow.defines and name not in flow.deleted:
+        if name in flow.defines and name not in flow.deleted or name in (modifies or {}).get(source.name, ()):
             return source, flow
     return None
 
 
-def _parameter_type(value) -> str | None:
+def _merge_duplicates(steps: list[StepSource]) -> list[StepSource]:
+    """Steps with one name (an error split_steps reported) analysed as one, so that every other
+    problem of the notebook is still found."""
+    merged: dict[str, StepSource] = {}
+    for s in steps:
+        if s.name in merged:
+            merged[s.name].cells.extend(s.cells)
+            merged[s.name].after.extend(s.after)
+        else:
+            merged[s.name] = s
+    return list(merged.values())
+
+
+def _parameter_type(value) -> tuple[str | None, str]:
+    """(type name, "") for a value a pipeline parameter can hold, else (None, why not)."""
     kind = PARAMETER_TYPES.get(type(value))
-    if kind == "float" and not math.isfinite(value):
-        return "float"  # nan/inf literals cannot be written with literal_eval anyway
-    return kind
+    if kind is None:
+        return None, (f"has a {type(value).__name__} value; parameters must be int, float, str, bool, None, "
+                      "list or dict")
+    why = _unrepresentable(value)
+    return (None, why) if why else (kind, "")
+
+
+def _unrepresentable(value) -> str | None:
+    """Why a literal would not survive the spec's JSON (and papermill's injection) unchanged."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"is {value!r}: the literal overflows a float, and JSON has no infinity"
+    if isinstance(value, list):
+        return next((why for why in map(_unrepresentable_item, value) if why), None)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"has a dict key that is not a string ({key!r}); JSON keys are strings"
+            why = _unrepresentable_item(item)
+            if why:
+                return why
+    return None
+
+
+def _unrepresentable_item(item) -> str | None:
+    if type(item) not in PARAMETER_TYPES:
+        return (f"holds a {type(item).__name__} ({item!r}); parameter values hold only int, float, str, bool, "
+                "None, list and dict")
+    return _unrepresentable(item)
+
+
+def _parameter_fix(value) -> str:
+    if isinstance(value, (tuple, set, frozenset)):
+        return "use a list instead of a tuple or set"
+    if isinstance(value, float):
+        return "write a finite number (at most about 1.8e308)"
+    if isinstance(value, (list, dict)):
+        return "use lists instead of tuples or sets and string keys in dicts, or compute the value in a step"
+    return "write the value as one of those types"
 
 
 def _kept_tags(ann) -> list[str]:

@@ -8,6 +8,18 @@ magics (`%%bash`, `%%html`, ...) hold no Python and define nothing.
 The analysis is sequential, like execution: a name read before the step itself defines it is an
 external read (an input); free names of functions the step defines are external reads unless the
 step binds them at top level somewhere (the function may be called after that binding).
+
+In-place changes: a step may change a value it received without rebinding its name
+(`df["b"] = ...`, `df.dropna(inplace=True)`, `items.append(x)`, `model.fit(X, y)`, `f(df)`).
+Statically nobody can tell whether a method call or a function changes its argument, so every
+such use of a name the step has not bound itself is a "may modify" candidate (`StepFlow.modifies`;
+calls of builtins that never change their arguments, like `print` and `len`, and of well-known
+read-only methods, like `head` and `predict`, are not). The compiler makes the step an output
+("may modify") of each candidate it received from upstream and that a later step reads, so the
+later step reads it from this step. At run time the step's save cell hashes each such value
+again with the serializer of the input it came from: unchanged, the output is the input's own
+object (a hash, no write); changed, it is saved as a new version like any output
+(`artifacts.values.save_outputs(..., received=...)`). `x += 1` rebinds `x`: an ordinary output.
 """
 
 from __future__ import annotations
@@ -49,10 +61,17 @@ class StepFlow:
     defines: dict[str, int] = field(default_factory=dict)  # name -> 1-based cell index (last)
     reads: dict[str, int] = field(default_factory=dict)  # external reads -> first cell index
     function_reads: dict[str, int] = field(default_factory=dict)  # free names of defined functions
+    function_lines: dict[str, int] = field(default_factory=dict)  # ... and the line of the first
     imports: dict[str, str] = field(default_factory=dict)  # name -> the import statement binding it
     deleted: set[str] = field(default_factory=set)
     star_imports: list[int] = field(default_factory=list)
     magics: list[tuple[int, str]] = field(default_factory=list)  # (cell, magic) seen
+    read_lines: dict[str, int] = field(default_factory=dict)  # external read -> its line in that cell
+    ever_bound: set[str] = field(default_factory=set)  # every name the step binds anywhere, even later
+    # Code that can define names no analysis sees: (cell, line, what), e.g. "exec()", "%run".
+    dynamic: list[tuple[int, int, str]] = field(default_factory=list)
+    modifies: dict[str, int] = field(default_factory=dict)  # may change in place, unbound here -> cell
+    passed_to: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # name -> [(obj of the method, cell)]
     _bound: set[str] = field(default_factory=set)
     _cell: int = 0
 
@@ -63,6 +82,7 @@ class StepFlow:
         self._magics_in(source)
         visitor = _TopLevel(self, read_only=not exec_)
         try:
+            self.dynamic.extend((cell_index, line, what) for line, what in dynamic_code(tree))
             visitor.block(tree.body)
         except RecursionError:
             raise CellSyntaxError(TOO_DEEP, None) from None
@@ -78,6 +98,10 @@ class StepFlow:
                 reads[name] = cell
         return reads
 
+    def line_of(self, name: str) -> int | None:
+        """The line (in its cell) of the first external read of `name`."""
+        return self.read_lines.get(name) or self.function_lines.get(name)
+
     def _magics_in(self, source: str) -> None:
         for line in source.splitlines():
             stripped = line.lstrip()
@@ -85,14 +109,17 @@ class StepFlow:
                 self.magics.append((self._cell, stripped.split()[0] if stripped.split() else stripped))
 
     # --- called by the visitor -------------------------------------------------------------
-    def read(self, name: str) -> None:
+    def read(self, name: str, line: int | None = None) -> None:
         if name in BUILTIN_NAMES and name not in self._bound:
             return
         if name not in self._bound and name not in self.reads:
             self.reads[name] = self._cell
+            if line is not None:
+                self.read_lines[name] = line
 
     def bind(self, name: str, import_stmt: str | None = None) -> None:
         self._bound.add(name)
+        self.ever_bound.add(name)
         self.deleted.discard(name)
         self.defines.pop(name, None)  # keep "last definition" order
         self.defines[name] = self._cell
@@ -101,15 +128,38 @@ class StepFlow:
         else:
             self.imports.pop(name, None)
 
-    def delete(self, name: str) -> None:
-        self.read(name)
+    def delete(self, name: str, line: int | None = None) -> None:
+        self.read(name, line)
         self.deleted.add(name)
         self._bound.discard(name)
 
-    def function_read(self, name: str) -> None:
+    def modify(self, name: str, via: str | None = None) -> None:
+        """`name` may be changed in place here (a store into it, a method call, an argument; `via`:
+        passed to a function of `via`, which counts only when `via` is a module)."""
+        if name in self._bound or name in BUILTIN_NAMES:
+            return
+        if via is None:
+            self.modifies.setdefault(name, self._cell)
+        else:
+            self.passed_to.setdefault(name, []).append((via, self._cell))
+
+    def may_modify(self, modules: set[str] = frozenset()) -> list[str]:
+        """Names this step may change in place without binding them, given the names that are
+        modules here (this step's imports and `modules`, e.g. the setup cells' imports)."""
+        found = dict(self.modifies)
+        for name, uses in self.passed_to.items():
+            for via, cell in uses:
+                if via in self.imports or via in modules:
+                    found.setdefault(name, cell)
+        return [n for n in found if n not in self.defines and n not in self.imports and n not in modules]
+
+    def function_read(self, name: str, line: int | None = None) -> None:
         if name in BUILTIN_NAMES:
             return
-        self.function_reads.setdefault(name, self._cell)
+        if name not in self.function_reads:
+            self.function_reads[name] = self._cell
+            if line is not None:
+                self.function_lines[name] = line
 
 
 def parse_cell(source: str) -> ast.Module:
@@ -134,6 +184,56 @@ def parse_cell(source: str) -> ast.Module:
                               "Python source", line) from None
     except ValueError as exc:  # "source code string cannot contain null bytes"
         raise CellSyntaxError(str(exc), None) from None
+
+
+# Magics that define no name in the user namespace (or whose code nb2pipe analyses itself). Any
+# other magic (%run, %store -r, %pylab, %sql ... <<, %%bash --out x) may define names unseen.
+QUIET_MAGICS = frozenset({
+    "time", "timeit", "prun", "capture", "debug",  # analysed as the code they run
+    "matplotlib", "load_ext", "reload_ext", "unload_ext", "autoreload", "aimport", "config", "env", "pip",
+    "conda", "mamba", "cd", "pwd", "ls", "ll", "cat", "cp", "mv", "rm", "rmdir", "mkdir", "less", "more", "man",
+    "clear", "pushd", "popd", "dirs", "dhist", "bookmark", "sx", "system", "precision", "xmode", "who", "whos",
+    "who_ls", "history", "hist", "alias", "unalias", "rehashx", "logstart", "logstop", "logon", "logoff",
+    "logstate", "colors", "page", "pdef", "pdoc", "pfile", "pinfo", "pinfo2", "psource", "pycat", "tb", "pdb",
+    "lsmagic", "magic", "automagic", "autocall", "autoawait", "doctest_mode", "gui", "connect_info", "qtconsole",
+    "reset", "reset_selective", "xdel", "killbgscripts", "writefile", "file", "html", "HTML", "javascript", "js",
+    "latex", "markdown", "svg", "python", "python3", "perl", "ruby", "bash", "sh", "script", "notebook", "code_wrap",
+})
+_STREAM_OPTIONS = ("--out", "--err", "--proc")  # %%bash --out x: binds x
+
+
+def dynamic_code(tree: ast.AST, offset: int = 0) -> list[tuple[int, str]]:
+    """(line, what) of code that may define names static analysis cannot see: `exec()`,
+    `globals()`, a `get_ipython()` use that is not a plain magic, a magic that may define names."""
+    found: list[tuple[int, str]] = []
+    magic_owners: set[int] = set()
+    for node in ast.walk(tree):
+        magic = magic_call(node)
+        if magic is not None:
+            magic_owners.add(id(node.func.value.func))
+            kind, name, arg = magic
+            line = getattr(node, "lineno", 1) + offset
+            line_arg = arg.partition("\n\x00")[0] if kind == "cell" else arg
+            if name not in QUIET_MAGICS or (name in ("bash", "sh", "script") and
+                                            any(o in line_arg.split() for o in _STREAM_OPTIONS)):
+                found.append((line, ("%%" if kind == "cell" else "%") + name))
+            elif name in CODE_LINE_MAGICS or name in CODE_CELL_MAGICS:
+                body = arg.partition("\n\x00")[2] if kind == "cell" else arg
+                try:
+                    inner = parse_cell(body)
+                except CellSyntaxError:
+                    continue
+                found.extend(dynamic_code(inner, line - (0 if kind == "cell" else 1)))
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+              and node.func.attr in ("system", "getoutput") and isinstance(node.func.value, ast.Call)
+              and isinstance(node.func.value.func, ast.Name) and node.func.value.func.id == "get_ipython"):
+            magic_owners.add(id(node.func.value.func))  # `!cmd`, `x = !cmd`: defines nothing unseen
+    no_args = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call) and not n.args and not n.keywords}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and id(node) not in magic_owners:
+            if node.id in ("exec", "globals", "get_ipython") or node.id in ("locals", "vars") and id(node) in no_args:
+                found.append((getattr(node, "lineno", 1) + offset, f"{node.id}()"))
+    return sorted(set(found))
 
 
 TOO_DEEP = ("the cell nests too deeply or is too long for Python's parser (split the expression, "
@@ -164,9 +264,10 @@ def magic_call(node: ast.AST) -> tuple[str, str, str] | None:
 class _TopLevel:
     """Walks module-level statements in order, feeding a StepFlow."""
 
-    def __init__(self, flow: StepFlow, read_only: bool = False):
+    def __init__(self, flow: StepFlow, read_only: bool = False, offset: int = 0):
         self.flow = flow
         self.read_only = read_only
+        self.offset = offset  # lines before this code in its cell (the body of a %%magic)
 
     # Statements -------------------------------------------------------------------------
     def block(self, stmts: list[ast.stmt]) -> None:
@@ -203,10 +304,11 @@ class _TopLevel:
         elif isinstance(node, ast.AugAssign):
             self.expr(node.value)
             if isinstance(node.target, ast.Name):
-                f.read(node.target.id)
+                f.read(node.target.id, node.lineno + self.offset)
                 self.bind(node.target.id)
             else:
                 self.expr(node.target)
+                self._modified(node.target)
         elif isinstance(node, ast.AnnAssign):
             if node.value is not None:
                 self.expr(node.value)
@@ -257,9 +359,10 @@ class _TopLevel:
             for t in node.targets:
                 if isinstance(t, ast.Name):
                     if not self.read_only:
-                        f.delete(t.id)
+                        f.delete(t.id, node.lineno + self.offset)
                 else:
                     self.expr(t)
+                    self._modified(t)
         elif isinstance(node, ast.Global | ast.Nonlocal):
             pass  # at module level `global x` changes nothing
         elif isinstance(node, ast.Match):
@@ -291,7 +394,8 @@ class _TopLevel:
             except CellSyntaxError:
                 inner = None
             if inner is not None:
-                _TopLevel(self.flow, read_only=self.read_only or mode == "read").block(inner.body)
+                offset = self.offset + value.lineno - (0 if kind == "cell" else 1)
+                _TopLevel(self.flow, read_only=self.read_only or mode == "read", offset=offset).block(inner.body)
             if name == "capture" and line_arg.split():
                 var = [w for w in line_arg.split() if not w.startswith("-")]
                 if var:
@@ -310,6 +414,13 @@ class _TopLevel:
             self.target(node.value)
         else:  # attribute or subscript target: mutates an object it reads
             self.expr(node)
+            self._modified(node)
+
+    def _modified(self, node: ast.expr) -> None:
+        """A store into `x[...]`, `x.a`, `x.a[...]`...: `x` may change in place."""
+        root = _root_name(node)
+        if root is not None and not self.read_only:
+            self.flow.modify(root)
 
     def _pattern(self, pattern: ast.pattern) -> None:
         for node in ast.walk(pattern):
@@ -324,14 +435,20 @@ class _TopLevel:
 
     # Expressions ------------------------------------------------------------------------
     def expr(self, node: ast.expr) -> None:
-        reads, walrus = _expr_names(node)
-        for name in reads:
-            self.flow.read(name)
+        reads, walrus, lines = _expr_names_lines(node)
+        for name, line in zip(reads, lines):
+            self.flow.read(name, line + self.offset)
         for name in walrus:
             self.bind(name)
         for fn in _lambdas(node):
-            for name in _function_free_names(fn):
-                self.flow.function_read(name)
+            self._free_reads(fn)
+        if not self.read_only:
+            for name, owner in _call_mutations(node):
+                self.flow.modify(name, via=owner)
+
+    def _free_reads(self, fn) -> None:
+        for name, line in _function_free_name_lines(fn):
+            self.flow.function_read(name, line + self.offset)
 
     def _arguments_defaults(self, args: ast.arguments) -> None:
         for d in [*args.defaults, *(d for d in args.kw_defaults if d is not None)]:
@@ -341,8 +458,7 @@ class _TopLevel:
                 self.expr(a.annotation)
 
     def _function_body(self, node) -> None:
-        for name in _function_free_names(node):
-            self.flow.function_read(name)
+        self._free_reads(node)
         if not self.read_only:
             for name in sorted(_function_globals_assigned(node)):  # sorted: stable across processes
                 self.flow.bind(name)
@@ -355,8 +471,7 @@ class _TopLevel:
             if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 for d in stmt.decorator_list:
                     self._class_expr(d, local)
-                for name in _function_free_names(stmt):
-                    self.flow.function_read(name)
+                self._free_reads(stmt)
                 local.add(stmt.name)
             elif isinstance(stmt, ast.ClassDef):
                 self._class_body(stmt.body)
@@ -370,21 +485,29 @@ class _TopLevel:
                         self._class_expr(child, local)
 
     def _class_expr(self, node: ast.expr, local: set[str]) -> None:
-        reads, _ = _expr_names(node)
-        for name in reads:
+        reads, _, lines = _expr_names_lines(node)
+        for name, line in zip(reads, lines):
             if name not in local:
-                self.flow.read(name)
+                self.flow.read(name, line + self.offset)
 
 
 def _expr_names(node: ast.expr) -> tuple[list[str], list[str]]:
     """Names an expression loads from its scope (in order) and names its walruses bind there."""
+    reads, walrus, _lines = _expr_names_lines(node)
+    return reads, walrus
+
+
+def _expr_names_lines(node: ast.expr) -> tuple[list[str], list[str], list[int]]:
+    """As _expr_names, with the line of each read (parallel to the reads)."""
     reads: list[str] = []
     walrus: list[str] = []
+    lines: list[int] = []
 
     def visit(n: ast.AST, hidden: frozenset[str]) -> None:
         if isinstance(n, ast.Name):
             if isinstance(n.ctx, ast.Load) and n.id not in hidden:
                 reads.append(n.id)
+                lines.append(getattr(n, "lineno", 0))
             return
         if isinstance(n, ast.NamedExpr):
             visit(n.value, hidden)
@@ -413,7 +536,64 @@ def _expr_names(node: ast.expr) -> tuple[list[str], list[str]]:
             visit(child, hidden)
 
     visit(node, frozenset())
-    return reads, walrus
+    return reads, walrus, lines
+
+
+# Builtins (and IPython's display) that never change their arguments: passing a name to them is
+# no in-place change. Methods by these names are taken as read-only too (pandas, numpy, sklearn).
+_PURE_CALLS = frozenset({
+    "print", "len", "repr", "str", "type", "isinstance", "issubclass", "id", "hash", "sorted", "list", "tuple",
+    "dict", "set", "frozenset", "sum", "min", "max", "any", "all", "enumerate", "zip", "range", "abs", "round",
+    "format", "bool", "int", "float", "complex", "bytes", "reversed", "map", "filter", "getattr", "hasattr",
+    "dir", "callable", "display", "iter", "divmod", "pow", "ascii", "chr", "ord", "bin", "hex", "oct",
+})
+_READ_ONLY_METHODS = frozenset({
+    "head", "tail", "describe", "copy", "to_numpy", "to_list", "tolist", "to_dict", "to_json", "to_csv",
+    "to_string", "mean", "median", "std", "var", "sum", "min", "max", "count", "nunique", "unique",
+    "value_counts", "isna", "isnull", "notna", "any", "all", "get", "keys", "values", "items", "index",
+    "predict", "predict_proba", "predict_log_proba", "decision_function", "score", "transform",
+    "get_params", "astype", "reshape", "flatten", "ravel", "round", "sample", "groupby", "query", "filter",
+    "select_dtypes", "drop_duplicates", "dropna", "fillna", "rename", "merge", "join", "format", "startswith",
+    "endswith", "split", "strip", "lower", "upper", "replace", "encode", "decode", "info", "plot", "hist",
+    "corr", "cov", "argmax", "argmin", "dot", "quantile", "cumsum", "diff", "shift", "memory_usage",
+})
+# Methods above that change the object anyway when asked to (pandas' inplace=True).
+_INPLACE_KEYWORD = "inplace"
+
+
+def _root_name(node: ast.expr) -> str | None:
+    while isinstance(node, (ast.Attribute, ast.Subscript, ast.Starred)):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _call_mutations(node: ast.expr) -> list[tuple[str, str | None]]:
+    """Names a call in this expression may change in place, each with the name the called
+    function hangs off (None: a method of the name itself, or a plain function): the object of a
+    method call, the names passed to a function (`f(df)`, `random.shuffle(items)`); the caller
+    keeps an argument of `obj.method(...)` only when `obj` is a module. Lambda bodies run later,
+    if ever: not looked into."""
+    found: list[tuple[str, str | None]] = []
+    stack: list[ast.AST] = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, ast.Lambda):
+            continue
+        if isinstance(n, ast.Call):
+            inplace = any(k.arg == _INPLACE_KEYWORD and not (isinstance(k.value, ast.Constant) and not k.value.value)
+                          for k in n.keywords)
+            func = n.func
+            owner = _root_name(func.value) if isinstance(func, ast.Attribute) else None
+            if owner is not None and (func.attr not in _READ_ONLY_METHODS or inplace):
+                found.append((owner, None))
+            pure = isinstance(func, ast.Name) and func.id in _PURE_CALLS
+            if not pure and (isinstance(func, ast.Name) or owner is not None):
+                for arg in [*n.args, *(k.value for k in n.keywords)]:
+                    root = _root_name(arg) if isinstance(arg, (ast.Name, ast.Starred)) else None
+                    if root is not None:
+                        found.append((root, owner))
+        stack.extend(ast.iter_child_nodes(n))
+    return found
 
 
 def _lambdas(node: ast.expr) -> list[ast.Lambda]:
@@ -426,6 +606,11 @@ def _function_free_names(fn) -> list[str]:
     Returned in source order, never in set order: set order of strings changes from one
     process to the next (hash randomisation) and would make specs and hashes unstable.
     """
+    return [name for name, _line in _function_free_name_lines(fn)]
+
+
+def _function_free_name_lines(fn) -> list[tuple[str, int]]:
+    """_function_free_names with the line of each name's first use."""
     free = {n for n in _free_via_scopes(fn) if n not in BUILTIN_NAMES}
     first: dict[str, tuple[int, int]] = {}
     for n in ast.walk(fn):
@@ -433,7 +618,8 @@ def _function_free_names(fn) -> list[str]:
             pos = (getattr(n, "lineno", 0), getattr(n, "col_offset", 0))
             if n.id not in first or pos < first[n.id]:
                 first[n.id] = pos
-    return sorted(free, key=lambda name: (first.get(name, (0, 0)), name))
+    ordered = sorted(free, key=lambda name: (first.get(name, (0, 0)), name))
+    return [(name, first.get(name, (0, 0))[0]) for name in ordered]
 
 
 def _free_via_scopes(fn) -> set[str]:
@@ -520,13 +706,24 @@ def _function_globals_assigned(fn) -> set[str]:
 
 
 def literal_assignments(source: str) -> list[tuple[str, object, int]] | tuple[str, int]:
-    """For a parameters/metrics-style cell: [(name, literal value, line)] or (problem, line)."""
+    """For a parameters/metrics-style cell: [(name, literal value, line)] or (first problem, line)."""
+    found, problems, _names = parameter_assignments(source)
+    return problems[0][:2] if problems else found
+
+
+def parameter_assignments(source: str) -> tuple[list[tuple[str, object, int]], list[tuple[str, int, str]], set[str]]:
+    """Every literal assignment of a parameters cell [(name, value, line)], every problem
+    [(message, line, kind)] (kind "syntax" or "literal"), and every name the cell assigns (a
+    name whose value is no literal is still defined when the cell runs)."""
     try:
         tree = parse_cell(source)
     except CellSyntaxError as exc:
-        return (f"syntax error: {exc}", exc.line or 1)
-    out = []
+        return [], [(f"syntax error: {exc}", exc.line or 1, "syntax")], set()
+    out, problems, names = [], [], set()
     for node in tree.body:
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
+                names.add(sub.id)
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
             target, value = node.targets[0].id, node.value
         elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
@@ -534,18 +731,48 @@ def literal_assignments(source: str) -> list[tuple[str, object, int]] | tuple[st
         elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
             continue  # a docstring-like comment string
         else:
-            return ("only plain assignments of literal values (NAME = 1, NAME = 'text', "
-                    "NAME = [1, 2]) are allowed here", node.lineno)
+            problems.append(("only plain assignments of literal values (NAME = 1, NAME = 'text', "
+                             "NAME = [1, 2]) are allowed here", node.lineno, "literal"))
+            continue
         try:
             literal = ast.literal_eval(value)
         except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-            return (f"the value of '{target}' is not a literal", node.lineno)
+            problems.append((f"the value of '{target}' is not a literal", node.lineno, "literal"))
+            continue
         out.append((target, literal, node.lineno))
-    return out
+    return out, problems, names
 
 
-def metric_names(source: str) -> list[str]:
-    """Names a metrics cell reports: its top-level scalar assignments and (Kale style) bare names."""
+def _printed_name(node: ast.stmt) -> ast.Name | None:
+    """`print(name)` (Kale's metrics line): the Name, else None."""
+    if (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name)
+            and node.value.func.id == "print" and len(node.value.args) == 1 and not node.value.keywords
+            and isinstance(node.value.args[0], ast.Name)):
+        return node.value.args[0]
+    return None
+
+
+def report_only_names(source: str) -> list[str] | None:
+    """The names of a cell made only of `print(name)` and bare `name` lines (a Kale
+    pipeline-metrics cell: it computes nothing), in order; None for any other cell."""
+    try:
+        tree = parse_cell(source)
+    except CellSyntaxError:
+        return None
+    names: list[str] = []
+    for node in tree.body:
+        named = _printed_name(node) or (node.value if isinstance(node, ast.Expr) and
+                                        isinstance(node.value, ast.Name) else None)
+        if named is None:
+            return None
+        if named.id not in names:
+            names.append(named.id)
+    return names or None
+
+
+def metric_names(source: str, printed: bool = False) -> list[str]:
+    """Names a metrics cell reports: its top-level scalar assignments and (Kale style) bare names;
+    with `printed` (a Kale pipeline-metrics cell) also its `print(name)` lines."""
     try:
         tree = parse_cell(source)
     except CellSyntaxError:
@@ -553,7 +780,9 @@ def metric_names(source: str) -> list[str]:
     names: list[str] = []
     for node in tree.body:
         targets: list[ast.expr] = []
-        if isinstance(node, ast.Assign):
+        if printed and _printed_name(node) is not None:
+            targets = [_printed_name(node)]
+        elif isinstance(node, ast.Assign):
             targets = node.targets
         elif isinstance(node, (ast.AnnAssign, ast.AugAssign)) and node.value is not None:
             targets = [node.target]

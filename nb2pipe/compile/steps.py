@@ -3,6 +3,10 @@
 Rules: `step:NAME` starts a step; following untagged code cells continue it; untagged code cells
 before the first step tag belong to the first step; `parameters`, `setup` and `skip` cells belong
 to no step; a notebook with no step tags is one step named after the notebook.
+
+A Kale `pipeline-metrics` cell that only names variables (`print(name)` or bare `name` lines, as
+Kale requires) belongs to no step either: it computes nothing, and each name it lists is reported
+by the step that produced it (the compiler finds which). Cells after it continue the step above it.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nb2pipe.compile.dataflow import report_only_names
 from nb2pipe.compile.notebook import cell_source
 from nb2pipe.compile.tags import CODE, PARAMETERS, SETUP, SKIP, CellAnnotation
 from nb2pipe.errors import Diagnostic
@@ -38,6 +43,7 @@ class Split:
     setup: list[tuple[CellAnnotation, str]]
     parameters: list[tuple[CellAnnotation, str]]
     tagged: bool  # the notebook uses step tags
+    metrics: list[tuple[CellAnnotation, str]] = field(default_factory=list)  # Kale's, outside any step
 
 
 def default_step_name(path: str) -> str:
@@ -56,7 +62,7 @@ def split_steps(annotations: list[CellAnnotation], cells: list, path: str) -> tu
     tagged = any(a.step for a in annotations if a.cell_type == "code" and a.role != SKIP)
     steps: list[StepSource] = []
     by_name: dict[str, StepSource] = {}
-    setup, parameters, leading = [], [], []
+    setup, parameters, leading, metrics = [], [], [], []
     current: StepSource | None = None
 
     for ann, cell in zip(annotations, cells):
@@ -70,6 +76,12 @@ def split_steps(annotations: list[CellAnnotation], cells: list, path: str) -> tu
                         "move them to a cell of the step they belong to", "warning")
             continue
         assert ann.role == CODE
+        if ann.kale_metrics and not ann.step and report_only_names(source) is not None:
+            metrics.append((ann, source))
+            if ann.options or ann.after:
+                problem(ann, "step options and after: tags on a pipeline-metrics cell are ignored",
+                        "move them to a cell of the step they belong to", "warning")
+            continue
         if not tagged:
             if current is None:
                 current = StepSource(default_step_name(path))
@@ -102,4 +114,4 @@ def split_steps(annotations: list[CellAnnotation], cells: list, path: str) -> tu
                 continue
             current.options[key] = value
             current.option_cells[key] = ann
-    return Split(steps, setup, parameters, tagged), problems
+    return Split(steps, setup, parameters, tagged, metrics), problems

@@ -39,7 +39,8 @@ ROLE_TAGS = {
     "functions": SETUP,  # Kale
     "skip": SKIP,
 }
-METRICS_TAGS = {METRICS_TAG, "pipeline-metrics"}  # ours, Kale's
+KALE_METRICS_TAG = "pipeline-metrics"
+METRICS_TAGS = {METRICS_TAG, KALE_METRICS_TAG}  # ours, Kale's
 NBCLIENT_TAGS = {RAISES_EXCEPTION_TAG, SKIP_EXECUTION_TAG}  # nbclient/nbval keep their meaning
 # nbval's spellings of nbclient's tags, with the same meaning (a notebook tested with nbval runs here as is).
 NBVAL_ALIASES = {"nbval-raises-exception": RAISES_EXCEPTION_TAG, "nbval-skip": SKIP_EXECUTION_TAG}
@@ -79,6 +80,7 @@ class CellAnnotation:
     after: list[str] = field(default_factory=list)
     role: str = CODE
     metrics: bool = False
+    kale_metrics: bool = False  # tagged pipeline-metrics: Kale's print(name) lines are metrics too
     raises_exception: bool = False
     skip_execution: bool = False
     options: dict = field(default_factory=dict)
@@ -125,6 +127,7 @@ def annotate_cell(cell, index: int, path: str) -> tuple[CellAnnotation, list[Dia
             roles.append(ROLE_TAGS[tag])
         elif tag in METRICS_TAGS:
             ann.metrics = True
+            ann.kale_metrics |= tag == KALE_METRICS_TAG
         elif tag == RAISES_EXCEPTION_TAG or NBVAL_ALIASES.get(tag) == RAISES_EXCEPTION_TAG:
             ann.raises_exception = True
         elif tag == SKIP_EXECUTION_TAG or NBVAL_ALIASES.get(tag) == SKIP_EXECUTION_TAG:
@@ -167,6 +170,8 @@ def annotate_cell(cell, index: int, path: str) -> tuple[CellAnnotation, list[Dia
 
 def _step_tag(ann: CellAnnotation, prefix: str, value: str, tag: str, problem) -> None:
     kind = STEP_PREFIXES[prefix]
+    if not value and prefix == "block":
+        return  # Kale's anonymous block (its extension writes `block:`): the cell continues the step above
     if not value:
         problem(f"tag '{tag}' has no step name", f"write it as {prefix}:NAME")
         return

@@ -423,7 +423,13 @@ class Scheduler:
             entry = manifest.get(name)
             if entry is None:
                 return StepError("serialization", f"step '{comp.name}' did not save output '{name}'")
-            sha = self.ws.objects.put_file(str(out_dir / entry["file"]), entry["sha256"])
+            if entry.get("file") is None and entry.get("unchanged"):  # an input left as it was: same object
+                sha = entry["sha256"]
+                if not self.ws.objects.exists(sha):
+                    return StepError("serialization", f"step '{comp.name}' kept input '{name}' unchanged, but "
+                                     f"its object {sha[:12]} is not in the store")
+            else:
+                sha = self.ws.objects.put_file(str(out_dir / entry["file"]), entry["sha256"])
             outputs.append(ArtifactRef(name, sha, entry["size"], entry["serializer"], entry["type"], comp.name,
                                        self.record.id))
         rec.outputs = outputs

@@ -123,6 +123,9 @@ class ComponentSpec:
     upstreams: list[str] = field(default_factory=list)  # data edges and after: edges
     after: list[str] = field(default_factory=list)  # the explicit after: part of upstreams
     metrics: list[str] = field(default_factory=list)  # names its metrics cells report
+    # Inputs the step may change in place (compile/dataflow.py); those a later step reads are also
+    # outputs, saved again only when their content changed.
+    modifies: list[str] = field(default_factory=list)
     gates: list[GateSpec] = field(default_factory=list)  # thresholds on those metrics (assert: tags)
     options: StepOptions = field(default_factory=StepOptions)
     content_hash: str = ""
@@ -132,7 +135,10 @@ class ComponentSpec:
         return "\n\n".join(c.source for c in self.cells)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if not d["modifies"]:
+            del d["modifies"]  # a spec without in-place changes reads as it did before they existed
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> ComponentSpec:
@@ -147,6 +153,7 @@ class ComponentSpec:
             upstreams=list(d.get("upstreams", [])),
             after=list(d.get("after", [])),
             metrics=list(d.get("metrics", [])),
+            modifies=list(d.get("modifies", [])),
             gates=[GateSpec.from_dict(g) for g in d.get("gates", [])],
             options=StepOptions.from_dict(d.get("options", {})),
             content_hash=d.get("content_hash", ""),
@@ -167,6 +174,7 @@ class ComponentSpec:
             "outputs": self.outputs,
             "parameters": sorted(self.parameters),
             "metrics": self.metrics,
+            **({"modifies": self.modifies} if self.modifies else {}),
             "kernel": kernel_name,
             "image": self.options.image,
         }

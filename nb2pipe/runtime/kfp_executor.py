@@ -229,7 +229,12 @@ def _publish_outputs(work: str, comp, artifacts: dict, published: _Published) ->
         record = manifest.get(var)
         if entry is None or record is None:
             continue
-        _move(os.path.join(out_dir, record["file"]), _local_path(entry.get("uri", "")))
+        if record.get("file") is None:  # an input the step left unchanged: KFP still wants its own copy
+            dst = _local_path(entry.get("uri", ""))
+            os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)
+            shutil.copyfile(record["source"], dst)
+        else:
+            _move(os.path.join(out_dir, record["file"]), _local_path(entry.get("uri", "")))
         # The consumer's runtime loads the file with this serializer: KFP passes an artifact's
         # metadata on to the tasks that read it.
         published.add(artifacts, key, {k: record[k] for k in

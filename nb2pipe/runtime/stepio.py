@@ -69,8 +69,11 @@ def load(manifest: dict, namespace: dict) -> None:
     load_inputs(manifest, namespace)
 
 
-def save(step: str, names: list[str], metrics: list[str], namespace: dict, out_dir: str) -> None:
-    """Save the step's outputs and metrics from `namespace` into `out_dir`."""
+def save(step: str, names: list[str], metrics: list[str], namespace: dict, out_dir: str,
+         received: dict | None = None) -> None:
+    """Save the step's outputs and metrics from `namespace` into `out_dir`. `received` maps the
+    inputs the step may have changed in place to their input artifact: each is written only when
+    its content changed, else recorded as that same artifact."""
     from nb2pipe.artifacts.values import save_outputs
 
     missing = [n for n in names if n not in namespace]
@@ -86,7 +89,7 @@ def save(step: str, names: list[str], metrics: list[str], namespace: dict, out_d
             return
         out_dir = os.path.join(os.environ[STORE_ENV], out_dir)
     try:
-        save_outputs({n: namespace[n] for n in names}, out_dir)
+        save_outputs({n: namespace[n] for n in names}, out_dir, received=received)
     except SerializationError as exc:
         # Re-raised without its chain, so the notebook shows one clear line, not our internals.
         raise StepOutputUnserializable(f"step '{step}' {exc}") from None

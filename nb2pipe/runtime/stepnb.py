@@ -69,10 +69,13 @@ def build_step_notebook(
         cell.metadata["tags"] = [t for t in c.tags if t in OWN_CELL_TAGS]
         cell.metadata["nb2pipe"] = {"source_cell": c.index}
         cells.append(cell)
+    # Inputs the step may have changed in place and a later step reads: saved again only when
+    # their content changed (compile/dataflow.py explains the mechanism).
+    received = {n: inputs[n] for n in comp.modifies if n in comp.outputs and n in inputs}
     generated(
         "outputs",
         f'__import__("nb2pipe.runtime.stepio", fromlist=["save"]).save({comp.name!r}, {comp.outputs!r}, '
-        f"{comp.metrics!r}, globals(), {out_dir!r})",
+        f"{comp.metrics!r}, globals(), {out_dir!r}" + (f", received={received!r})" if received else ")"),
         [SAVE_TAG],
     )
     return nb

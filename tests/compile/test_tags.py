@@ -70,10 +70,15 @@ def test_after_and_kale_prev(tags, after):
     assert clean(*tags).after == after
 
 
-@pytest.mark.parametrize("tag", ["step:", "block:", "after:", "prev:"])
+@pytest.mark.parametrize("tag", ["step:", "after:", "prev:"])
 def test_dependency_tag_without_name(tag):
     _, err = single_error(tag)
     assert "has no step name" in err.message and err.fix.endswith(":NAME")
+
+
+def test_kale_anonymous_block_starts_no_step():
+    ann = clean("block:")
+    assert ann.step is None and ann.after == []
 
 
 @pytest.mark.parametrize("tag", ["step", "after", "image", "cpu", "retries"])

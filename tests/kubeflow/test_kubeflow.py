@@ -218,7 +218,7 @@ def test_artifact_types_come_from_the_latest_local_run(tmp_path):
 
 
 def test_explicit_artifact_types_are_checked(tmp_path):
-    nb = make_nb(tmp_path, TYPED[1:2] + [("step:use2", "print(df, items)")])
+    nb = make_nb(tmp_path, TYPED[:2] + [("step:use2", "print(df, items)")])
     doc = parsed(compile_pipeline(nb, artifact_types={"make.df": "Dataset", "items": "system.Model"}))
     out = doc["components"]["comp-make"]["outputDefinitions"]["artifacts"]
     assert out["df"]["artifactType"]["schemaTitle"] == "system.Dataset"

@@ -121,6 +121,36 @@ def kale_pipeline():
     ])
 
 
+def kale_metrics():
+    """As Kale's own test notebook for parameters and metrics: its pipeline-metrics cell holds only
+    print(name) lines, two of them parameters. Kale reports d1 and d2 from create_matrix (which
+    reads them) and sum_result from sum_matrix (which produces it)."""
+    return notebook([
+        code("imports", "import numpy as np", "imports"),
+        code("pipeline-parameters", "d1 = 5\nd2 = 6\nbooltest = True\nstrtest = 'test'", "pipeline-parameters"),
+        code("create", "rnd_matrix = np.random.rand(d1, d2)", "limit:nvidia.com/gpu:2", "step:create_matrix"),
+        code("anonymous", "print(rnd_matrix.shape)", "block:"),  # Kale's anonymous block: same step
+        code("sum", "sum_result = rnd_matrix.sum()", "prev:create_matrix", "step:sum_matrix"),
+        code("pipeline-metrics", "print(d1)\nprint(d2)\nprint(sum_result)", "pipeline-metrics"),
+    ])
+
+
+def kale_candies():
+    """As Kale's base example: imports, functions and pipeline-parameters cells, and a chain of
+    steps each tagged prev: the one before; kid2 and kid3 read what earlier kids took."""
+    return notebook([
+        md("intro", "## Sharing candies"),
+        code("imports", "import random", "imports"),
+        code("pipeline-parameters", "CANDIES = 20", "pipeline-parameters"),
+        code("functions", "def get_handful(left):\n    if left == 0:\n        print('none left')\n        return 0\n"
+             "    taken = random.randint(1, left)\n    print(f'took {taken}')\n    return taken", "functions"),
+        code("sack", "print(f'{CANDIES} candies in the sack')", "step:sack"),
+        code("kid1", "kid1 = get_handful(CANDIES)", "prev:sack", "step:kid1"),
+        code("kid2", "kid2 = get_handful(CANDIES - kid1)", "prev:kid1", "step:kid2"),
+        code("kid3", "kid3 = get_handful(CANDIES - kid1 - kid2)", "prev:kid2", "step:kid3"),
+    ])
+
+
 def fanout():
     """1 -> 8 -> 1: a prepare step, eight independent shard steps, one combine step."""
     shards = [
@@ -293,6 +323,8 @@ def r_tagged():
 GOOD = {
     "ml_pipeline": ml_pipeline,
     "kale_pipeline": kale_pipeline,
+    "kale_metrics": kale_metrics,
+    "kale_candies": kale_candies,
     "fanout": fanout,
     "magics": magics,
     "untagged": untagged,
