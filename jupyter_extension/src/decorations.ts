@@ -73,7 +73,9 @@ export function decorateNotebook(
       if (p.cell_id) {
         problemsById.set(p.cell_id, [...(problemsById.get(p.cell_id) || []), p]);
       } else if (p.cell_index !== null && p.cell_index !== undefined) {
-        problemsByIndex.set(p.cell_index, [...(problemsByIndex.get(p.cell_index) || []), p]);
+        // 1-based, as the server counts cells
+        const i = p.cell_index - 1;
+        problemsByIndex.set(i, [...(problemsByIndex.get(i) || []), p]);
       }
     }
   }
@@ -83,7 +85,7 @@ export function decorateNotebook(
       return;
     }
     const id = cell.model.id;
-    const info = (id && byId.get(id)) || (byId.size === 0 ? pipe.cells[index] : undefined);
+    const info = (id && byId.get(id)) || (byId.size === 0 ? pipe.cells.find(c => c.index === index + 1) : undefined);
     const problems = [
       ...((id && problemsById.get(id)) || []),
       ...(problemsByIndex.get(index) || [])

@@ -326,11 +326,11 @@ export class PipelinePanel extends Widget {
     ul.replaceChildren();
     for (const pr of this._p?.pipeline?.problems ?? []) {
       const li = el('li', `nb2pipe-problem nb2pipe-problem-${pr.severity}`);
-      const where = pr.cell_index !== null && pr.cell_index !== undefined ? `cell ${pr.cell_index + 1}: ` : '';
+      const where = pr.cell_index !== null && pr.cell_index !== undefined ? `cell ${pr.cell_index}: ` : '';
       li.textContent = `${pr.severity}: ${where}${pr.message}${pr.fix ? ` (fix: ${pr.fix})` : ''}`;
       if (pr.cell_index !== null && pr.cell_index !== undefined) {
         li.classList.add('nb2pipe-clickable');
-        li.addEventListener('click', () => this._actions.jumpToCell(this._p!, pr.cell_index!, pr.cell_id));
+        li.addEventListener('click', () => this._actions.jumpToCell(this._p!, pr.cell_index! - 1, pr.cell_id));
       }
       ul.appendChild(li);
     }
@@ -587,7 +587,7 @@ export class PipelinePanel extends Widget {
     const cells = el('div', 'nb2pipe-detail-cells');
     cells.appendChild(el('span', 'nb2pipe-detail-label', 'Cells: '));
     for (const c of node.step.cells) {
-      const b = button(`${c.index + 1}`, 'jump-cell', () => this._actions.jumpToCell(p, c.index, c.id), 'Go to this cell');
+      const b = button(`${c.index}`, 'jump-cell', () => this._actions.jumpToCell(p, c.index - 1, c.id), 'Go to this cell');
       b.classList.add('nb2pipe-link-button');
       b.dataset.cellIndex = String(c.index);
       cells.appendChild(b);

@@ -8,7 +8,7 @@ export interface IProblem {
   message: string;
   fix: string | null;
   code: string;
-  /** 0-based index in the notebook's cells. */
+  /** 1-based position in the notebook's cells (REST.md). */
   cell_index: number | null;
   cell_id: string | null;
   line: number | null;
@@ -75,6 +75,7 @@ export type CellRole =
   | 'raw';
 
 export interface ICellInfo {
+  /** 1-based */
   index: number;
   id: string | null;
   step: string | null;
