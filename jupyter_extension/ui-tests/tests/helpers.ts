@@ -1,0 +1,55 @@
+import { expect, IJupyterLabPageFixture } from '@jupyterlab/galata';
+import type { Page } from '@playwright/test';
+import * as fs from 'fs';
+import * as path from 'path';
+
+export const NOTEBOOKS = path.resolve(__dirname, '..', 'notebooks');
+export const SCREENSHOTS = path.resolve(__dirname, '..', 'screenshots');
+
+/** Console errors and page errors seen by the page; the tests fail when there is one. */
+export function collectErrors(page: Page): string[] {
+  const errors: string[] = [];
+  page.on('console', msg => {
+    if (msg.type() === 'error') {
+      errors.push(`console.error: ${msg.text()}`);
+    }
+  });
+  page.on('pageerror', err => errors.push(`pageerror: ${err.message}`));
+  return errors;
+}
+
+/** Upload a test notebook into the test's folder on the server and open it. */
+export async function openNotebook(
+  page: IJupyterLabPageFixture,
+  tmpPath: string,
+  name: string
+): Promise<string> {
+  const target = `${tmpPath}/${name}`;
+  await page.contents.uploadFile(path.join(NOTEBOOKS, name), target);
+  await page.notebook.openByPath(target);
+  await page.notebook.activate(name);
+  return target;
+}
+
+export async function command(page: Page, id: string, args: any = {}): Promise<any> {
+  return page.evaluate(
+    ({ id, args }) => (window as any).jupyterapp.commands.execute(id, args),
+    { id, args }
+  );
+}
+
+export async function openPanel(page: IJupyterLabPageFixture) {
+  await command(page, 'nb2pipe:open-panel');
+  const panel = page.locator('#nb2pipe-panel');
+  await expect(panel).toBeVisible();
+  return panel;
+}
+
+export async function screenshot(page: Page, name: string): Promise<void> {
+  fs.mkdirSync(SCREENSHOTS, { recursive: true });
+  await page.screenshot({ path: path.join(SCREENSHOTS, name) });
+}
+
+export function node(page: Page, step: string) {
+  return page.locator(`#nb2pipe-panel .nb2pipe-node[data-step="${step}"]`);
+}
