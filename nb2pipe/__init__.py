@@ -49,3 +49,9 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_PUBLIC))
+
+
+def _jupyter_labextension_paths() -> list[dict]:
+    """JupyterLab finds the prebuilt extension here (built into nb2pipe/labextension by the wheel)."""
+    return [{"src": "labextension", "dest": "nb2pipe"}]
+

@@ -35,34 +35,38 @@ def _prepared(path, parameters, strict: bool, text_parameters: frozenset[str], c
 def start(path: str | os.PathLike, parameters: dict | None = None, store=None, workers: int | None = None,
           cache: bool = True, steps: list[str] | None = None, from_step: str | None = None, executor: str = "local",
           *, fail_fast: bool = False, strict: bool = False, image: str | None = None, base_image: str | None = None,
-          note: str | None = None, build_log=None, _text_parameters: frozenset[str] = frozenset(),
-          _checked=None) -> Run:
+          note: str | None = None, build_log=None, run_id: str | None = None,
+          _text_parameters: frozenset[str] = frozenset(), _checked=None) -> Run:
     """Start a run of a notebook's pipeline and return its handle at once.
 
     The run goes on in a thread of this process: `run.events()` / `run.subscribe(cb)` to watch it,
     `run.cancel()` to stop it (this run only), `run.wait()` for its RunRecord. executor="local"
     runs each step in a fresh kernel here; "docker" each in a container of the pipeline's image
     (`image`, else built from this environment when missing or stale). `note` is kept with the
-    run's record (`nb2pipe runs show`).
+    run's record (`nb2pipe runs show`). `run_id` (one `new_run_id()` made, not yet used) lets a
+    process that starts the run in a worker know its id before the worker has started it.
 
     Invalid input raises here (NotebookReadError, PipelineInvalid, UsageError), before anything
     runs; a failing step does not raise: look at the record's `status` and each step's `error`.
     """
+    from nb2pipe.errors import UsageError
     from nb2pipe.execution.events import EventBus
     from nb2pipe.execution.executor import ExecutionContext
     from nb2pipe.execution.run import Run
     from nb2pipe.execution.scheduler import RunOptions, Scheduler, default_workers
-    from nb2pipe.model.records import new_run_id
+    from nb2pipe.model.records import is_run_id, new_run_id
     from nb2pipe.registry import EXECUTORS
     from nb2pipe.store.workspace import Workspace
 
+    if run_id is not None and not is_run_id(run_id):
+        raise UsageError(f"run id {run_id!r} is not one nb2pipe makes (fix: leave it out, or pass new_run_id())")
     nb, spec, values = _prepared(path, parameters, strict, _text_parameters, _checked)
     executor_class = EXECUTORS.get(executor)
     options = RunOptions(workers=workers or 0, cache=cache, fail_fast=fail_fast, steps=list(steps or []),
                          from_step=from_step)
     ws = Workspace(store_root(path, store))
     try:
-        run_id = new_run_id()
+        run_id = run_id or new_run_id()
         context = ExecutionContext(run_id=run_id, notebook=nb, spec=spec, workspace=ws,
                                    workers=default_workers(workers), startup_timeout=options.startup_timeout,
                                    options={"image": image, "base_image": base_image, "build_log": build_log})

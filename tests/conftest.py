@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+# jp_fetch, jp_serverapp, jp_root_dir...: the server extension's tests (tests/lab/)
+pytest_plugins = ("pytest_jupyter.jupyter_server",)
+
 BASE_PYTHON = "3.11"  # fixed, not the host's: 3.10 and 3.12 have no Debian base image
 
 

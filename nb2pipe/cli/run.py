@@ -67,8 +67,9 @@ def _checked(notebook: str, strict: bool, steps, from_step):
 @click.option("--dry-run", is_flag=True, help="Print what would execute and what would come from the cache, and "
               "why; run nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print only the run record as JSON.")
+@click.option("--run-id", hidden=True, help="The id to give the run (a program that starts runs knows it at once).")
 def run(notebook, params, params_file, params_yaml, store, no_cache, steps, from_step, strict, workers, fail_fast,
-        executor, image, base_image, log_output, as_events, note, dry_run, as_json):
+        executor, image, base_image, log_output, as_events, note, dry_run, as_json, run_id):
     """Run NOTEBOOK's pipeline: each step in a fresh kernel (or container), independent steps in
     parallel, unchanged steps from the cache. The notebook itself is never modified."""
     import os
@@ -107,7 +108,7 @@ def run(notebook, params, params_file, params_yaml, store, no_cache, steps, from
     with progress_for(names if not steps else list(steps), quiet=quiet, log_output=log_output) as progress:
         handle = api.start(notebook, given, store=store, workers=workers, cache=not no_cache, steps=list(steps),
                            from_step=from_step, executor=executor, fail_fast=fail_fast, strict=strict, image=image,
-                           base_image=base_image, note=note,
+                           base_image=base_image, note=note, run_id=run_id,
                            build_log=None if quiet else lambda line: click.echo(line, err=True),
                            _text_parameters=text_names, _checked=(nb, checked))
         if not quiet:

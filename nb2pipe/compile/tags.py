@@ -326,3 +326,43 @@ def _suggest(tag: str, prefix: str | None, value: str | None, problem) -> None:
     close = difflib.get_close_matches(tag.lower(), _ALL_BARE, n=1, cutoff=0.8)
     if close and close[0] != tag:
         problem(f"unknown tag '{tag}'", f"did you mean {close[0]}?")
+
+
+_KALE_SPELLINGS = {"block": "step", "prev": "after", "pipeline-parameters": "parameters", "pipeline-metrics": "metrics",
+                   "imports": "setup", "functions": "setup"}
+_ROLE_MEANINGS = {PARAMETERS: "pipeline parameters (papermill's parameters cell)",
+                  SETUP: "setup: runs at the start of every step", SKIP: "skip: left out of the pipeline"}
+
+
+def describe_tag(tag: str) -> str:
+    """What one cell tag means to nb2pipe, for people (an editor showing a cell's tags).
+
+    Kale's spellings say which of ours they stand for; tags nb2pipe ignores say so.
+    """
+    tag = tag.strip()
+    kale = _KALE_SPELLINGS.get(tag.partition(":")[0] if ":" in tag else tag)
+    note = f" (Kale's {tag.partition(':')[0] if ':' in tag else tag})" if kale else ""
+    prefix, colon, value = tag.partition(":")
+    if tag in ROLE_TAGS:
+        return _ROLE_MEANINGS[ROLE_TAGS[tag]] + note
+    if tag in METRICS_TAGS:
+        return "metrics: its scalar values are the run's metrics" + note
+    if tag == RAISES_EXCEPTION_TAG or NBVAL_ALIASES.get(tag) == RAISES_EXCEPTION_TAG:
+        return "the cell may raise; the step goes on"
+    if tag == SKIP_EXECUTION_TAG or NBVAL_ALIASES.get(tag) == SKIP_EXECUTION_TAG:
+        return "the cell is not run"
+    if tag in NBVAL_OUTPUT_TAGS:
+        return "nbval's output comparison: ignored by pipelines"
+    if colon and prefix in STEP_PREFIXES:
+        if STEP_PREFIXES[prefix] == "step":
+            return (f"starts step {value}" if value else "continues the current step") + note
+        return f"runs after step {value}" + note
+    if colon and prefix == GATE_PREFIX:
+        return f"metric gate: {value}"
+    if colon and prefix == "limit":
+        return f"step option {value.rpartition(':')[0] or value} = {value.rpartition(':')[2]} (Kale's limit)"
+    if colon and prefix in OPTION_PREFIXES:
+        return f"step option {prefix} = {value}"
+    if colon and prefix in KALE_K8S_PREFIXES:
+        return "Kale's Kubernetes setting: ignored by nb2pipe"
+    return "not an nb2pipe tag"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import os
+import re
 import secrets
 import socket
 import threading
@@ -70,6 +71,14 @@ def new_run_id() -> str:
             if run_id not in _ISSUED[1]:
                 _ISSUED[1].add(run_id)
                 return run_id
+
+
+_RUN_ID_RE = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
+
+
+def is_run_id(value: object) -> bool:
+    """Whether `value` is spelled as `new_run_id` makes ids (safe as a folder name)."""
+    return isinstance(value, str) and _RUN_ID_RE.fullmatch(value) is not None
 
 
 # The second the ids in the set were issued in, and the ids: only that second's can collide.
@@ -286,6 +295,12 @@ class RunRecord:
 
     def step_names(self) -> list[str]:
         return [s.name for s in self.steps]
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: a table of the run (`nb2pipe.run(...)` as a cell's last line)."""
+        from nb2pipe.model.display import run_record_html
+
+        return run_record_html(self)
 
     def to_dict(self) -> dict:
         return {

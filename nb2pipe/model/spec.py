@@ -200,6 +200,12 @@ class PipelineSpec:
     def parameter_defaults(self) -> dict:
         return {p.name: p.default for p in self.parameters}
 
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: the steps, parameters and edges as tables."""
+        from nb2pipe.model.display import pipeline_spec_html
+
+        return pipeline_spec_html(self)
+
     def to_dict(self) -> dict:
         return {
             "schema_version": self.schema_version,
