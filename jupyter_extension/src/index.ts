@@ -164,16 +164,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
       },
       jumpToCell,
       openExecuted: async (runId, step) => {
-        const widget = docManager.openOrReveal(
-          executedNotebookPath(runId, step),
-          'Notebook',
-          undefined,
-          undefined,
-          { shouldStart: false, canStart: false }
-        );
+        // A kernel starts with it (the executed notebook is read-only, but its values can be
+        // inspected again; ipywidgets' manager also expects a kernel on every notebook).
+        const widget = docManager.openOrReveal(executedNotebookPath(runId, step), 'Notebook');
         if (widget) {
-          widget.title.label = `${step} (${runId})`;
-          widget.title.caption = `Executed step ${step} of run ${runId} (read-only)`;
+          // (no title.label change: a document title change renames the file)
           widget.addClass('nb2pipe-executed');
           widget.node.dataset.nb2pipeRun = runId;
           widget.node.dataset.nb2pipeStep = step;

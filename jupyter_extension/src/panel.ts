@@ -587,7 +587,7 @@ export class PipelinePanel extends Widget {
     const cells = el('div', 'nb2pipe-detail-cells');
     cells.appendChild(el('span', 'nb2pipe-detail-label', 'Cells: '));
     for (const c of node.step.cells) {
-      const b = button(`${c.index}`, 'jump-cell', () => this._actions.jumpToCell(p, c.index - 1, c.id), 'Go to this cell');
+      const b = button(`cell ${c.index}`, 'jump-cell', () => this._actions.jumpToCell(p, c.index - 1, c.id), 'Go to this cell');
       b.classList.add('nb2pipe-link-button');
       b.dataset.cellIndex = String(c.index);
       cells.appendChild(b);
@@ -595,7 +595,9 @@ export class PipelinePanel extends Widget {
     box.appendChild(cells);
 
     // options
-    const opts = Object.entries(node.step.options || {}).filter(([, v]) => v !== null && v !== undefined && v !== true);
+    const opts = Object.entries(node.step.options || {}).filter(
+      ([k, v]) => v !== null && v !== undefined && v !== true && !(k === 'retries' && v === 0)
+    );
     if (opts.length) {
       box.appendChild(el('div', 'nb2pipe-detail-options', `Options: ${opts.map(([k, v]) => `${k}=${v === false ? 'off' : v}`).join(', ')}`));
     }
@@ -604,17 +606,21 @@ export class PipelinePanel extends Widget {
     const io = (label: string, refs: IArtifactRef[] | null, fallback: string[], cls: string, withActions: boolean) => {
       const wrap = el('div', `nb2pipe-detail-io ${cls}`);
       wrap.appendChild(el('div', 'nb2pipe-detail-label', label));
-      const table = el('table', 'nb2pipe-table');
+      const list = el('ul', 'nb2pipe-artifacts');
       if (refs && refs.length) {
         for (const a of refs) {
-          const tr = el('tr');
-          tr.dataset.artifact = a.name;
-          tr.appendChild(el('td', 'nb2pipe-mono', a.name));
-          tr.appendChild(el('td', undefined, a.type_name));
-          tr.appendChild(el('td', undefined, formatSize(a.size)));
-          tr.appendChild(el('td', undefined, a.producer_step && cls === 'nb2pipe-inputs' ? `from ${a.producer_step}` : ''));
-          const act = el('td');
+          const li = el('li', 'nb2pipe-artifact');
+          li.dataset.artifact = a.name;
+          const line = el('div', 'nb2pipe-artifact-line');
+          line.appendChild(el('span', 'nb2pipe-mono nb2pipe-artifact-name', a.name));
+          line.appendChild(el('span', 'nb2pipe-artifact-type', a.type_name));
+          line.appendChild(el('span', 'nb2pipe-artifact-size', formatSize(a.size)));
+          if (a.producer_step && cls === 'nb2pipe-inputs') {
+            line.appendChild(el('span', 'nb2pipe-muted', `from ${a.producer_step}`));
+          }
+          li.appendChild(line);
           if (withActions) {
+            const act = el('div', 'nb2pipe-artifact-actions');
             const dl = button('Download', 'download-artifact', () => void this._guard(() => this._actions.downloadArtifact(a)));
             dl.classList.add('nb2pipe-link-button');
             act.appendChild(dl);
@@ -624,22 +630,18 @@ export class PipelinePanel extends Widget {
               ld.classList.add('nb2pipe-link-button');
               act.appendChild(ld);
             }
+            li.appendChild(act);
           }
-          tr.appendChild(act);
-          table.appendChild(tr);
+          list.appendChild(li);
         }
       } else if (fallback.length) {
         for (const f of fallback) {
-          const tr = el('tr');
-          tr.appendChild(el('td', 'nb2pipe-mono', f));
-          table.appendChild(tr);
+          list.appendChild(el('li', 'nb2pipe-mono', f));
         }
       } else {
-        const tr = el('tr');
-        tr.appendChild(el('td', 'nb2pipe-muted', 'none'));
-        table.appendChild(tr);
+        list.appendChild(el('li', 'nb2pipe-muted', 'none'));
       }
-      wrap.appendChild(table);
+      wrap.appendChild(list);
       box.appendChild(wrap);
     };
     io(

@@ -14,7 +14,7 @@ export function collectErrors(page: Page): string[] {
       errors.push(`console.error: ${msg.text()}`);
     }
   });
-  page.on('pageerror', err => errors.push(`pageerror: ${err.message}`));
+  page.on('pageerror', err => errors.push(`pageerror: ${err.message}\n${(err.stack || '').split('\n').slice(0, 8).join('\n')}`));
   return errors;
 }
 

@@ -7,7 +7,7 @@
 import { expect, test } from '@jupyterlab/galata';
 import * as fs from 'fs';
 
-import { collectErrors, command, node, openNotebook, openPanel, screenshot } from './helpers';
+import { collectErrors, command, node, openNotebook, openPanel, screenshot, SCREENSHOTS } from './helpers';
 
 test.use({ autoGoto: false });
 
@@ -67,17 +67,20 @@ test('tag a cell, see the DAG, run it, open an executed step notebook', async ({
   await expect(panel.locator('.nb2pipe-run-row')).toHaveCount(1, { timeout: 10000 });
 
   // node detail: outputs with type and size, log, the executed notebook
-  await node(page, 'total').click();
+  await node(page, 'square').click();
   const detail = panel.locator('.nb2pipe-detail');
-  await expect(detail).toHaveAttribute('data-step', 'total');
-  await expect(detail.locator('.nb2pipe-outputs tr[data-artifact="total"]')).toBeVisible();
-  await expect(detail.locator('pre.nb2pipe-log')).toContainText('total', { timeout: 10000 });
+  await expect(detail).toHaveAttribute('data-step', 'square');
+  await expect(detail.locator('.nb2pipe-inputs [data-artifact="data"]')).toContainText('builtins.list');
+  await expect(detail.locator('.nb2pipe-outputs [data-artifact="squares"]')).toContainText('B');
+  await node(page, 'report').click();
+  await expect(detail).toHaveAttribute('data-step', 'report');
+  await expect(detail.locator('pre.nb2pipe-log')).toContainText('total=', { timeout: 10000 });
   await screenshot(page, 'run-succeeded-light.png');
   await detail.locator('button[data-action="open-executed"]').click();
   const executed = page.locator('.jp-NotebookPanel.nb2pipe-executed');
   await expect(executed).toBeVisible({ timeout: 20000 });
   await expect(executed.locator('.jp-Cell').first()).toBeVisible();
-  await expect(executed.locator('.jp-OutputArea-output', { hasText: 'total' }).first()).toBeVisible();
+  await expect(executed.locator('.jp-OutputArea-output', { hasText: 'total=' }).first()).toBeVisible();
   await screenshot(page, 'executed-notebook-light.png');
 });
 
@@ -104,9 +107,11 @@ test('history, compare and dark theme', async ({ page, tmpPath }) => {
   await expect(panel.locator('.nb2pipe-compare-table')).toBeVisible();
   await expect(panel.locator('.nb2pipe-compare-table tr.nb2pipe-differs', { hasText: 'n' }).first()).toBeVisible();
   await screenshot(page, 'history-compare-light.png');
+  await panel.locator('.nb2pipe-compare').screenshot({ path: require('path').join(SCREENSHOTS, 'compare-light.png') });
   await page.theme.setDarkTheme();
   await node(page, 'load').click();
   await screenshot(page, 'history-compare-dark.png');
+  await panel.locator('.nb2pipe-compare').screenshot({ path: require('path').join(SCREENSHOTS, 'compare-dark.png') });
   await page.theme.setLightTheme();
 });
 
@@ -142,13 +147,20 @@ test('export to Kubeflow downloads the YAML', async ({ page, tmpPath }) => {
 });
 
 test('reload reattaches to a live run', async ({ page, tmpPath }) => {
-  await openNotebook(page, tmpPath, 'slow.ipynb');
+  const target = await openNotebook(page, tmpPath, 'slow.ipynb');
   const panel = await openPanel(page);
   await expect(node(page, 'wait')).toBeVisible();
   await command(page, 'nb2pipe:run');
   await expect(node(page, 'wait')).toHaveAttribute('data-status', 'running', { timeout: 60000 });
-  await page.reload();
-  await page.waitForSelector('.jp-NotebookPanel');
+  // reload the page: the layout restorer reopens the notebook, the panel finds the live run
+  await page.reload({ waitForIsReady: false });
+  await page.waitForFunction(() => typeof (window as any).jupyterapp === 'object');
+  await page.evaluate(() => (window as any).jupyterapp.started);
+  await page.locator('#jupyterlab-splash').waitFor({ state: 'detached' });
+  if (!(await page.locator('.jp-NotebookPanel').count())) {
+    await command(page, 'docmanager:open', { path: target });
+  }
+  await expect(page.locator('.jp-NotebookPanel')).toBeVisible();
   await openPanel(page);
   await expect(node(page, 'wait')).toHaveAttribute('data-status', 'running', { timeout: 20000 });
   await command(page, 'nb2pipe:cancel');
