@@ -57,6 +57,8 @@ export class NotebookPipeline {
   private _tagsKey = '';
   private _disposed = false;
   private _pipelineSeq = 0;
+  private _saving = false;
+  private _refreshPending = false;
 
   constructor(
     readonly panel: NotebookPanel,
@@ -71,6 +73,14 @@ export class NotebookPipeline {
       this._tagsKey = tagsKey(panel);
       ctx.model.contentChanged.connect(this._onContentChanged, this);
       ctx.fileChanged.connect(() => this.scheduleRefresh(200), this);
+      // jupyter_server writes the file in place: never read it for the analysis while it is saved
+      ctx.saveState.connect((_, state) => {
+        this._saving = state === 'started';
+        if (!this._saving && this._refreshPending) {
+          this._refreshPending = false;
+          this.scheduleRefresh(100);
+        }
+      }, this);
       panel.content.model?.cells.changed.connect(() => this.decorate(), this);
       void this.refresh();
       void this.refreshRuns(true);
@@ -133,20 +143,32 @@ export class NotebookPipeline {
     }, delay);
   }
 
+  private _savePromise: Promise<void> | null = null;
+
+  /** Save when there are unsaved changes (the server reads the notebook from disk); one save at a time. */
   async saveIfDirty(): Promise<void> {
+    while (this._savePromise) {
+      await this._savePromise;
+    }
     const ctx = this.panel.context;
     if (ctx.isReady && ctx.model.dirty && !ctx.model.readOnly) {
-      try {
-        await ctx.save();
-      } catch (e) {
-        console.warn('nb2pipe: could not save the notebook', e);
-      }
+      this._savePromise = ctx
+        .save()
+        .catch(e => console.warn('nb2pipe: could not save the notebook', e))
+        .finally(() => {
+          this._savePromise = null;
+        });
+      await this._savePromise;
     }
   }
 
   /** GET pipeline: spec, cells, problems, plan. */
   async refresh(): Promise<void> {
     if (this._disposed) {
+      return;
+    }
+    if (this._saving) {
+      this._refreshPending = true;
       return;
     }
     const seq = ++this._pipelineSeq;

@@ -247,11 +247,14 @@ const plugin: JupyterFrontEndPlugin<void> = {
       .catch(e => console.warn('nb2pipe: server extension not available', e));
 
     // Live run events from jupyter_server's event bus.
+    let eventCount = 0;
     app.serviceManager.events.stream.connect((_, emission) => {
       const ev = eventData(emission);
       if (!ev) {
         return;
       }
+      // how many run events this page received (a hook for tests and debugging)
+      panel.node.dataset.events = String(++eventCount);
       for (const c of controllers.values()) {
         if (c.path === ev.path || c.shownRunId === ev.run_id) {
           c.onEvent(ev);

@@ -464,6 +464,8 @@ export class PipelinePanel extends Widget {
       role: 'img'
     });
     root.setAttribute('aria-label', 'pipeline graph');
+    // a click on the background clears the selection
+    root.addEventListener('click', () => this.select(null));
     const defs = svg('defs');
     const marker = svg('marker', {
       id: 'nb2pipe-arrow',
@@ -535,8 +537,11 @@ export class PipelinePanel extends Widget {
     const title = svg('title');
     title.textContent = `${n.name}: ${n.status}${n.reason ? ` — ${n.reason}` : ''}`;
     g.appendChild(title);
-    const pick = () => this.select(this._selected === n.name ? null : n.name);
-    g.addEventListener('click', pick);
+    const pick = () => this.select(n.name);
+    g.addEventListener('click', ev => {
+      ev.stopPropagation();
+      pick();
+    });
     g.addEventListener('keydown', ev => {
       if (ev.key === 'Enter' || ev.key === ' ') {
         ev.preventDefault();
@@ -758,7 +763,7 @@ export class PipelinePanel extends Widget {
     body.appendChild(bar);
     const table = el('table', 'nb2pipe-table nb2pipe-runs');
     const head = el('tr');
-    for (const h of ['', 'run', 'status', 'started', 'duration', 'parameters', 'metrics']) {
+    for (const h of ['', 'run', 'status', 'duration']) {
       head.appendChild(el('th', undefined, h));
     }
     table.appendChild(head);
@@ -770,6 +775,7 @@ export class PipelinePanel extends Widget {
         tr.classList.add('nb2pipe-run-row-shown');
       }
       const tdc = el('td');
+      tdc.rowSpan = 2;
       const box = el('input');
       box.type = 'checkbox';
       box.checked = this._compare.has(r.id);
@@ -792,12 +798,27 @@ export class PipelinePanel extends Widget {
       tr.appendChild(tdc);
       tr.appendChild(el('td', 'nb2pipe-mono', r.id));
       tr.appendChild(el('td', `nb2pipe-status-${r.status}`, r.live ? `${r.status} (live)` : r.status));
-      tr.appendChild(el('td', undefined, fmtTime(r.started)));
       tr.appendChild(el('td', undefined, formatDuration(r.duration)));
-      tr.appendChild(el('td', 'nb2pipe-mono', short(r.parameters || {})));
-      tr.appendChild(el('td', 'nb2pipe-mono', short(metricsMap(r.metrics))));
+      const tr2 = el('tr', 'nb2pipe-run-more-row');
+      if (r.id === p.shownRunId) {
+        tr2.classList.add('nb2pipe-run-row-shown');
+      }
+      const more = el('td', 'nb2pipe-run-more');
+      more.colSpan = 3;
+      more.appendChild(el('span', undefined, fmtTime(r.started)));
+      const params = Object.keys(r.parameters || {}).length ? short(r.parameters) : '';
+      if (params) {
+        more.appendChild(el('span', 'nb2pipe-mono', ` · ${params}`));
+      }
+      const metrics = metricsMap(r.metrics);
+      if (Object.keys(metrics).length) {
+        more.appendChild(el('span', 'nb2pipe-mono nb2pipe-run-metrics', ` · ${short(metrics)}`));
+      }
+      tr2.appendChild(more);
       tr.addEventListener('click', () => p.watch(r.id));
+      tr2.addEventListener('click', () => p.watch(r.id));
       table.appendChild(tr);
+      table.appendChild(tr2);
     }
     body.appendChild(table);
   }

@@ -14,6 +14,12 @@ export function collectErrors(page: Page): string[] {
       errors.push(`console.error: ${msg.text()}`);
     }
   });
+  // name the request behind a "Failed to load resource" console error
+  page.on('response', r => {
+    if (r.status() >= 400 && r.url().includes('/nb2pipe/')) {
+      errors.push(`http ${r.status()} ${r.request().method()} ${r.url()}`);
+    }
+  });
   page.on('pageerror', err => errors.push(`pageerror: ${err.message}\n${(err.stack || '').split('\n').slice(0, 8).join('\n')}`));
   return errors;
 }

@@ -84,6 +84,58 @@ test('tag a cell, see the DAG, run it, open an executed step notebook', async ({
   await screenshot(page, 'executed-notebook-light.png');
 });
 
+test('problems on cells, events, artifacts, load into kernel, run from here, run this step', async ({ page, tmpPath }) => {
+  await openNotebook(page, tmpPath, 'quick.ipynb');
+  const panel = await openPanel(page);
+  await expect(node(page, 'total')).toBeVisible();
+
+  // an invalid step name: the problem shows on its cell and in the panel
+  await command(page, 'nb2pipe:tag-step', { name: 'bad name', index: 5 });
+  const cellProblem = page.locator('.jp-Cell .nb2pipe-cell-problems');
+  await expect(cellProblem).toBeVisible({ timeout: 15000 });
+  await expect(cellProblem).toContainText('bad name');
+  await expect(panel.locator('.nb2pipe-problems li').first()).toBeVisible();
+  await screenshot(page, 'problem-light.png');
+  await command(page, 'nb2pipe:tag-step', { name: null, index: 5 });
+  await expect(cellProblem).toHaveCount(0, { timeout: 15000 });
+  await expect(node(page, 'total')).toBeVisible();
+
+  await command(page, 'nb2pipe:run');
+  for (const s of ['load', 'square', 'total']) {
+    await expect(node(page, s)).toHaveAttribute('data-status', 'succeeded', { timeout: 90000 });
+  }
+  // the statuses came through jupyter_server's event bus
+  expect(Number(await panel.getAttribute('data-events'))).toBeGreaterThan(0);
+
+  // artifacts: download one, load one into the kernel
+  await node(page, 'square').click();
+  const detail = panel.locator('.nb2pipe-detail');
+  const downloaded = page.waitForEvent('download');
+  await detail.locator('.nb2pipe-outputs [data-artifact="squares"] button[data-action="download-artifact"]').click();
+  expect((await downloaded).suggestedFilename()).toBe('squares');
+  const runId = await panel.locator('.nb2pipe-run-line').getAttribute('data-run-id');
+  await page.notebook.selectCells(3);
+  await detail.locator('.nb2pipe-inputs [data-artifact="data"] button[data-action="load-artifact"]').click();
+  const source = await page.evaluate(() => {
+    const nb = (window as any).jupyterapp.shell.currentWidget.content;
+    return nb.activeCell.model.sharedModel.getSource();
+  });
+  expect(source).toContain(`data = nb2pipe.load("data", run="${runId}")`);
+  expect(await page.evaluate(() => (window as any).jupyterapp.shell.currentWidget.content.activeCellIndex)).toBe(4);
+
+  // run from here: square and what follows it run again
+  await node(page, 'square').click();
+  await panel.locator('button[data-action="run-from"]').click();
+  await expect(panel.locator('.nb2pipe-run-row')).toHaveCount(2, { timeout: 15000 });
+  await expect(node(page, 'total')).toHaveAttribute('data-status', 'succeeded', { timeout: 90000 });
+  await expect(node(page, 'square')).toHaveAttribute('data-status', 'succeeded');
+  // run this step
+  await node(page, 'total').click();
+  await panel.locator('button[data-action="run-step"]').click();
+  await expect(panel.locator('.nb2pipe-run-row')).toHaveCount(3, { timeout: 15000 });
+  await expect(node(page, 'total')).toHaveAttribute('data-status', 'succeeded', { timeout: 90000 });
+});
+
 test('history, compare and dark theme', async ({ page, tmpPath }) => {
   await openNotebook(page, tmpPath, 'quick.ipynb');
   const panel = await openPanel(page);
