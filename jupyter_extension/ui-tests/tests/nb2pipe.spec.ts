@@ -22,12 +22,6 @@ test.afterEach(() => {
   expect(errors, 'browser console errors').toEqual([]);
 });
 
-test('the commands are registered and the extension activates', async ({ page }) => {
-  for (const id of ['nb2pipe:open-panel', 'nb2pipe:run', 'nb2pipe:cancel', 'nb2pipe:export-kfp', 'nb2pipe:tag-step']) {
-    expect(await page.evaluate(id => (window as any).jupyterapp.commands.hasCommand(id), id)).toBe(true);
-  }
-});
-
 test('tag a cell, see the DAG, run it, open an executed step notebook', async ({ page, tmpPath }) => {
   await openNotebook(page, tmpPath, 'quick.ipynb');
   const panel = await openPanel(page);
@@ -167,12 +161,27 @@ test('history, compare and dark theme', async ({ page, tmpPath }) => {
   await page.theme.setLightTheme();
 });
 
-test('cancel a long run', async ({ page, tmpPath }) => {
-  await openNotebook(page, tmpPath, 'slow.ipynb');
-  const panel = await openPanel(page);
+test('a long run: reload reattaches to it, cancel it', async ({ page, tmpPath }) => {
+  const target = await openNotebook(page, tmpPath, 'slow.ipynb');
+  let panel = await openPanel(page);
   await expect(node(page, 'wait')).toBeVisible();
   await panel.locator('button[data-action="run"]').click();
   await expect(node(page, 'wait')).toHaveAttribute('data-status', 'running', { timeout: 60000 });
+
+  // reload the page: the layout restorer reopens the notebook, the panel finds the live run
+  await page.reload({ waitForIsReady: false });
+  await page.waitForFunction(() => typeof (window as any).jupyterapp === 'object');
+  await page.evaluate(() => (window as any).jupyterapp.started);
+  await page.locator('#jupyterlab-splash').waitFor({ state: 'detached' });
+  if (!(await page.locator('.jp-NotebookPanel').count())) {
+    await command(page, 'docmanager:open', { path: target });
+  }
+  await expect(page.locator('.jp-NotebookPanel')).toBeVisible();
+  panel = await openPanel(page);
+  await expect(node(page, 'wait')).toHaveAttribute('data-status', 'running', { timeout: 20000 });
+  await expect(node(page, 'prep')).toHaveAttribute('data-status', 'succeeded');
+
+  // the live log of the running step
   await node(page, 'wait').click();
   await expect(panel.locator('.nb2pipe-detail pre.nb2pipe-log')).toContainText('waiting', { timeout: 15000 });
   await page.theme.setDarkTheme();
@@ -185,7 +194,10 @@ test('cancel a long run', async ({ page, tmpPath }) => {
   await page.theme.setLightTheme();
 });
 
-test('export to Kubeflow downloads the YAML', async ({ page, tmpPath }) => {
+test('the commands are there; export to Kubeflow downloads the YAML', async ({ page, tmpPath }) => {
+  for (const id of ['nb2pipe:open-panel', 'nb2pipe:run', 'nb2pipe:cancel', 'nb2pipe:export-kfp', 'nb2pipe:tag-step']) {
+    expect(await page.evaluate(id => (window as any).jupyterapp.commands.hasCommand(id), id)).toBe(true);
+  }
   await openNotebook(page, tmpPath, 'quick.ipynb');
   const panel = await openPanel(page);
   await expect(node(page, 'total')).toBeVisible();
@@ -196,26 +208,9 @@ test('export to Kubeflow downloads the YAML', async ({ page, tmpPath }) => {
   const file = await download.path();
   const text = fs.readFileSync(file!, 'utf-8');
   expect(text).toMatch(/pipelineInfo|deploymentSpec|components/);
+  // the command does the same
+  const again = page.waitForEvent('download');
+  await command(page, 'nb2pipe:export-kfp');
+  expect((await again).suggestedFilename()).toBe('quick.yaml');
 });
 
-test('reload reattaches to a live run', async ({ page, tmpPath }) => {
-  const target = await openNotebook(page, tmpPath, 'slow.ipynb');
-  const panel = await openPanel(page);
-  await expect(node(page, 'wait')).toBeVisible();
-  await command(page, 'nb2pipe:run');
-  await expect(node(page, 'wait')).toHaveAttribute('data-status', 'running', { timeout: 60000 });
-  // reload the page: the layout restorer reopens the notebook, the panel finds the live run
-  await page.reload({ waitForIsReady: false });
-  await page.waitForFunction(() => typeof (window as any).jupyterapp === 'object');
-  await page.evaluate(() => (window as any).jupyterapp.started);
-  await page.locator('#jupyterlab-splash').waitFor({ state: 'detached' });
-  if (!(await page.locator('.jp-NotebookPanel').count())) {
-    await command(page, 'docmanager:open', { path: target });
-  }
-  await expect(page.locator('.jp-NotebookPanel')).toBeVisible();
-  await openPanel(page);
-  await expect(node(page, 'wait')).toHaveAttribute('data-status', 'running', { timeout: 20000 });
-  await command(page, 'nb2pipe:cancel');
-  await expect(node(page, 'wait')).toHaveAttribute('data-status', 'cancelled', { timeout: 30000 });
-  void panel;
-});
