@@ -12,11 +12,13 @@ multi-second graceful shutdown; cancelling kills every kernel of this run at onc
 
 from __future__ import annotations
 
+import os
 import threading
 
 from nb2pipe.execution.executor import Attempt, ExecutionContext, Executor
 from nb2pipe.model.records import StepError
 from nb2pipe.model.spec import ComponentSpec
+from nb2pipe.runtime.stepio import STORE_ENV
 
 
 class LocalExecutor(Executor):
@@ -54,7 +56,8 @@ class LocalExecutor(Executor):
                 run_dir = self.context.run_dir
                 run_dir.mkdir(parents=True, exist_ok=True)
                 self._pool = KernelPool(self.context.spec.kernel_name, str(self.context.notebook.folder),
-                                        self.context.startup_timeout, log_path=str(run_dir / "kernels.log"))
+                                        self.context.startup_timeout, log_path=str(run_dir / "kernels.log"),
+                                        env={STORE_ENV: str(self.context.workspace.root)})
             return self._pool
 
     def ahead(self, steps: list[ComponentSpec]) -> None:
@@ -84,11 +87,14 @@ class LocalExecutor(Executor):
         ctx = self.context
         try:
             attempt.out_dir.mkdir(parents=True, exist_ok=True)
+            # Store paths relative to the store: the executed notebook names no folder of this
+            # machine, and a kernel finds the store through STORE_ENV (see runtime/stepio.py).
+            root = ctx.workspace.root
             objects = ctx.workspace.objects
-            manifest = {name: {"path": str(objects.path(ref.sha256)), "serializer": ref.serializer,
+            manifest = {name: {"path": os.path.relpath(objects.path(ref.sha256), root), "serializer": ref.serializer,
                                "sha256": ref.sha256} for name, ref in attempt.inputs.items()}
             meta = ctx.notebook.node.metadata
-            step_nb = build_step_notebook(ctx.spec, attempt.step, manifest, str(attempt.out_dir),
+            step_nb = build_step_notebook(ctx.spec, attempt.step, manifest, os.path.relpath(attempt.out_dir, root),
                                           kernelspec=dict(meta.get("kernelspec") or {}) or None,
                                           language_info=dict(meta.get("language_info") or {}) or None)
             return execute_step(attempt.step, step_nb, attempt.dir / "step.partial.ipynb", attempt.notebook_path,

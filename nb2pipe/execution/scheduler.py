@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
 import os
 import signal
 import threading
@@ -34,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nb2pipe.compile.notebook import Notebook
-from nb2pipe.errors import ExitCode, Nb2pipeError, UsageError
+from nb2pipe.errors import ExitCode, Nb2pipeError, StoreError, UsageError
 from nb2pipe.execution.events import EventBus, run_ended_event, run_started_event, step_event
 from nb2pipe.execution.executor import Attempt, Executor
 from nb2pipe.model.graph import StepGraph
@@ -42,6 +43,12 @@ from nb2pipe.model.records import ArtifactRef, Metric, RunRecord, RunStatus, Sta
 from nb2pipe.model.spec import ComponentSpec, PipelineSpec
 from nb2pipe.store.cache import recorded_value, step_cache_key
 from nb2pipe.store.workspace import LOG_NAME, Workspace
+
+logger = logging.getLogger("nb2pipe.scheduler")
+
+# A cached object is re-hashed before its step's result is reused when it is at most this big;
+# bigger ones are checked by size (re-reading gigabytes would cost more than the cache saves).
+REHASH_LIMIT = 256 * 1024 * 1024
 
 
 @dataclass
@@ -154,6 +161,13 @@ class Scheduler:
                 if refs is None:
                     raise UsageError(f"step '{name}' needs outputs of '{inp.producer}', which has never "
                                      f"run successfully; run the pipeline once (or add --step {inp.producer})")
+                bad = [r for r in refs if not self.ws.objects.intact(r.sha256, r.size, REHASH_LIMIT)]
+                if bad:
+                    raise StoreError(
+                        f"step '{name}' would reuse {', '.join(repr(r.name) for r in bad)} from step "
+                        f"'{inp.producer}', but the stored object{'s are' if len(bad) > 1 else ' is'} damaged or "
+                        f"missing (fix: nb2pipe store verify --repair, then run without --step, or add --step "
+                        f"{inp.producer})")
                 available[inp.producer] = {r.name: r for r in refs}
                 source = next((r.run_id for r in refs if r.run_id), None)
                 made = self.ws.runs.get_run(source).step(inp.producer) if source else None
@@ -302,14 +316,18 @@ class Scheduler:
         hit = self.ws.runs.lookup_cache(key)
         if hit is None:
             return False
-        # A hit whose objects vanished or changed size is a miss (the producer simply re-runs).
-        for ref in hit.outputs:
-            path = self.ws.objects.path(ref.sha256)
-            try:
-                if path.stat().st_size != ref.size:
-                    return False
-            except OSError:
-                return False
+        # A hit whose objects vanished, changed size or no longer hash to their names is a miss:
+        # the producer simply re-runs (damaged objects are removed and the entry withdrawn first,
+        # so it writes them afresh). Objects over REHASH_LIMIT get the size check only.
+        damaged = [ref.sha256 for ref in hit.outputs
+                   if not self.ws.objects.intact(ref.sha256, ref.size, REHASH_LIMIT)]
+        if damaged:
+            for sha in damaged:
+                self.ws.objects.remove_damaged(sha)
+            self.ws.runs.withdraw_from_cache(damaged)
+            logger.warning("step '%s': its cached outputs were damaged or missing in the store; executing it again",
+                           rec.name)
+            return False
         now = time.time()
         rec.status, rec.cached, rec.cache_key = Status.CACHED, True, key
         rec.started, rec.ended, rec.duration = now, now, 0.0

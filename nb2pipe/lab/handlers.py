@@ -157,16 +157,22 @@ class RunHandler(Nb2pipeHandler):
     @web.authenticated
     @authorized
     async def get(self, run_id: str) -> None:
+        worker = self.lab.manager.runs.get(run_id)
+        version = worker.version if worker else 0
+        body = await self.lab.answers.get(run_id, version, bool(worker and worker.live), lambda: self._read(run_id))
+        self.set_header("Content-Type", "application/json")
+        self.finish(body)
+
+    async def _read(self, run_id: str) -> bytes:
         root, record, worker = await self.lab.find_run(run_id)
         if record is None:
-            self.answer(worker.summary())
-            return
+            return json.dumps(worker.summary(), allow_nan=False, default=str).encode()
         out = views.run_view(record, self.lab.settings.root_dir)
         out["live"] = worker.live if worker else record.status.value == "running"
         out["current"] = dict(worker.current) if worker else {}
         if worker and worker.live and worker.cancel_requested:
             out["cancelling"] = True
-        self.answer(out)
+        return json.dumps(out, allow_nan=False, default=str).encode()
 
     @web.authenticated
     @authorized(action="execute")

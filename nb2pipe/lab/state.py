@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,12 +35,55 @@ class Notebook:
     store: Path
 
 
+# How long a run's answer is reused while nothing has been heard from its worker, and for a run
+# that has ended (the CLI may still tag it): polling clients see changes this late at most.
+LIVE_REUSE = 0.25
+ENDED_REUSE = 2.0
+
+
+class AnswerCache:
+    """Answers to GET runs/{id}, reused while the run cannot have changed.
+
+    Fifty clients polling a live run would otherwise be fifty store reads in threads competing
+    with the server's event loop; with this they are one read, and the rest are served from
+    memory on the loop. Concurrent misses share one read.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[int, float, bytes]] = {}
+        self._reading: dict[str, asyncio.Future] = {}
+
+    async def get(self, key: str, version: int, live: bool, read) -> bytes:
+        entry = self._entries.get(key)
+        if entry and entry[0] == version and time.monotonic() - entry[1] < (LIVE_REUSE if live else ENDED_REUSE):
+            return entry[2]
+        pending = self._reading.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future = asyncio.get_running_loop().create_future()
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())  # read by the awaiters, if any
+        self._reading[key] = future
+        try:
+            body = await read()
+            if len(self._entries) > 1000:
+                self._entries.clear()
+            self._entries[key] = (version, time.monotonic(), body)
+            future.set_result(body)
+            return body
+        except BaseException as exc:
+            future.set_exception(exc)
+            raise
+        finally:
+            del self._reading[key]
+
+
 @dataclass
 class LabState:
     settings: Settings
     manager: RunManager
     roots: set[Path] = field(default_factory=set)  # every store a request has led to
     pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(8, thread_name_prefix="nb2pipe-lab"))
+    answers: AnswerCache = field(default_factory=AnswerCache)
 
     def notebook(self, path: object) -> Notebook:
         from nb2pipe.store.workspace import store_root

@@ -65,6 +65,7 @@ class WorkerRun:
     cancel_requested: bool = False
     stderr: deque = field(default_factory=lambda: deque(maxlen=STDERR_TAIL))
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    version: int = 0  # counts the worker's events: the store's record can only have changed since
 
     @property
     def live(self) -> bool:
@@ -164,6 +165,7 @@ class RunManager:
                 self._publish(run, {"type": "run", "status": run.status, "message": run.error})
             run.ended = run.ended or time.time()
             run.current.clear()
+            run.version += 1
             run.done.set()
 
     async def _read_stderr(self, run: WorkerRun) -> None:
@@ -179,6 +181,8 @@ class RunManager:
 
     def _on_event(self, run: WorkerRun, event: dict) -> None:
         kind = event.get("type")
+        if kind != "output":
+            run.version += 1
         if kind == "run":
             status = event.get("status")
             if status == "running" and isinstance(event.get("steps"), list):
@@ -214,6 +218,7 @@ class RunManager:
             return
         if not run.cancel_requested:
             run.cancel_requested = True
+            run.version += 1
             self._signal(run, signal.SIGINT)
             task = asyncio.get_running_loop().create_task(self._escalate(run))
             self._tasks.add(task)

@@ -9,6 +9,8 @@ registry as "nb2pipe".
 
 from __future__ import annotations
 
+import os
+
 import nbformat
 from nbclient.util import ensure_async, run_hook, run_sync
 from papermill.clientwrap import PapermillNotebookClient
@@ -76,6 +78,12 @@ class StepEngine(NBClientEngine):
                                  stderr_file=None, start_timeout=60, execution_timeout=None, step_progress=None,
                                  partial_path=None, **kwargs):
         kwargs = remove_args(["input_path"], **kwargs)
+        # papermill records where it read and wrote: the attempt folder, a path of this machine.
+        # The executed notebook keeps only the file name (it is saved to nb_man's own path).
+        meta = nb_man.nb.metadata.get("papermill", {})
+        for key in ("input_path", "output_path"):
+            if isinstance(meta.get(key), str) and meta[key]:
+                meta[key] = os.path.basename(meta[key])
         safe_kwargs = remove_args(["timeout", "startup_timeout"], **kwargs)
         final_kwargs = merge_kwargs(
             safe_kwargs,

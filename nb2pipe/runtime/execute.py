@@ -4,7 +4,7 @@ step runtime share, so a step fails, times out and exits early the same way ever
 papermill runs the notebook into `partial` (saved at start, end and every 30 s of a long cell;
 not after every cell, since each save re-validates the whole notebook); a watchdog kills the
 kernel at the step's timeout; failures are located at their source cell (failures.py); a
-`sys.exit(0)` in the last cell still runs the save cell; and the executed notebook is published
+`sys.exit(0)` ends the step as papermill does, and still runs the save cell; and the executed notebook is published
 atomically as `final`. The caller owns the kernel and discards it afterwards.
 """
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import nbformat
 
-from nb2pipe.compile.tags import PAPERMILL_ERROR_TAG, RAISES_EXCEPTION_TAG, SKIP_EXECUTION_TAG
+from nb2pipe.compile.tags import PAPERMILL_ERROR_TAG, RAISES_EXCEPTION_TAG
 from nb2pipe.model.records import StepError
 from nb2pipe.runtime.stepio import StepOutputMissing, StepOutputUnserializable
 from nb2pipe.runtime.stepnb import SAVE_TAG, own_cell_positions
@@ -84,11 +84,12 @@ def failing_line(plain: list[str]) -> int | None:
 
 
 def early_exit(comp, executed, run_save) -> StepError | None:
-    """papermill treats sys.exit(0) as success and silently skips the remaining cells.
+    """papermill's sys.exit(0): the step succeeds and its remaining cells do not run.
 
-    Accept it only when the exit happened in the step's last cell: then run the save cell
-    through `run_save(source) -> execute_reply` (in the step's still-live kernel). Anywhere else
-    it is an error that names the cell.
+    The save cell then runs through `run_save(source) -> execute_reply` (in the step's still-live
+    kernel), so what the cells before the exit defined is passed on. Only an output a later step
+    reads that the skipped cells would have defined fails the step, naming those outputs and the
+    cell that exited.
     """
     own = [executed.cells[i] for i in own_cell_positions(executed)] if executed is not None else []
     ran = [c for c in own if c.get("execution_count") is not None]
@@ -96,16 +97,15 @@ def early_exit(comp, executed, run_save) -> StepError | None:
     if last_ran is None:
         return StepError("early_exit", f"step '{comp.name}' stopped before running its cells")
     idx = last_ran.metadata["nb2pipe"]["source_cell"]
-    runnable = [c for c in own if SKIP_EXECUTION_TAG not in c.metadata.get("tags", [])]
-    if runnable and last_ran is runnable[-1]:
-        content = run_save(executed.cells[-1].source).get("content", {})
-        if content.get("status") == "ok":
-            return None
-        return StepError("serialization", f"{content.get('ename')}: {content.get('evalue')}", None, None,
-                         content.get("ename"), content.get("evalue"), plain_traceback(content.get("traceback", [])))
-    return StepError("early_exit", f"step '{comp.name}' exited early (sys.exit) at cell {idx}; the cells "
-                                   "after it did not run, so its outputs are missing",
-                     idx, last_ran.get("id"), "SystemExit", "0")
+    content = run_save(executed.cells[-1].source).get("content", {})
+    if content.get("status") == "ok":
+        return None
+    if content.get("ename") == StepOutputMissing.__name__:
+        return StepError("early_exit", f"step '{comp.name}' exited (sys.exit) at cell {idx} before defining "
+                                       f"what later steps read: {content.get('evalue')}", idx, last_ran.get("id"),
+                         "SystemExit", "0")
+    return StepError("serialization", f"{content.get('ename')}: {content.get('evalue')}", None, None,
+                     content.get("ename"), content.get("evalue"), plain_traceback(content.get("traceback", [])))
 
 
 def last_started_cell(partial: Path) -> tuple[int | None, str | None]:

@@ -67,8 +67,9 @@ class KernelDiedAtStart(KernelStartError):
 
 class KernelPool:
     def __init__(self, kernel_name: str, cwd: str, startup_timeout: float = 60, starters: int = 2,
-                 log_path: str | None = None):
+                 log_path: str | None = None, env: dict[str, str] | None = None):
         self.kernel_name = kernel_name
+        self.env = dict(env or {})  # added to this process's environment for every kernel
         # Kernel stderr (start-up warnings, crash messages) goes to a log, not the user's terminal.
         self._log = open(log_path, "ab") if log_path else None
         self.cwd = cwd
@@ -167,7 +168,8 @@ class KernelPool:
         else:
             km = AsyncKernelManager(kernel_name=self.kernel_name, **ipc)
         streams = {"stdout": self._log, "stderr": self._log} if self._log is not None else {}
-        await km.start_kernel(cwd=self.cwd, extra_arguments=list(KERNEL_ARGS), **streams)
+        extra = {"env": {**os.environ, **self.env}} if self.env else {}
+        await km.start_kernel(cwd=self.cwd, extra_arguments=list(KERNEL_ARGS), **streams, **extra)
         with self._lock:
             self._live.add(km)
             closed = self._closed

@@ -78,9 +78,7 @@ def verify(root: str | Path, repair: bool = False) -> VerifyReport:
                 report.repaired.append(f"withdrew {withdrawn} cache entr{'y' if withdrawn == 1 else 'ies'} that "
                                        "served damaged or missing objects (their steps execute again)")
             for sha in report.damaged:
-                path = objects.path(sha)
-                path.chmod(0o600)
-                path.unlink(missing_ok=True)
+                objects.remove_damaged(sha)
                 report.repaired.append(f"removed damaged object {sha[:12]}")
     return report
 

@@ -91,6 +91,28 @@ class ObjectStore:
         except OSError as e:
             raise _io_error("read", path, e) from e
 
+    def intact(self, sha: str, size: int, rehash_limit: int) -> bool:
+        """Whether the object is there with its size and, when it is at most `rehash_limit`
+        bytes, still hashes to its name (objects are read before a cached result is trusted)."""
+        try:
+            if self.path(sha).stat().st_size != size:
+                return False
+        except OSError:
+            return False
+        return size > rehash_limit or self.verify(sha)
+
+    def remove_damaged(self, sha: str) -> None:
+        """Delete an object whose bytes no longer match its name, so that the step that made it
+        writes it again (the store would otherwise keep the damaged file under the right name)."""
+        path = self.path(sha)
+        try:
+            path.chmod(0o600)
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise _io_error("remove", path, e) from e
+
     def iter_objects(self) -> Iterator[str]:
         try:
             prefixes = sorted(os.listdir(self.objects_dir))

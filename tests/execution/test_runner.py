@@ -158,6 +158,9 @@ EXITS = [
     ("raises-exception", "raise ValueError('expected')"),               # 10
     (None, "allowed_value += 1"),                                        # 11
     ("step:use_allowed", "assert allowed_value == 2"),                   # 12
+    ("step:exit_early", "import sys\nsys.exit(0)"),                      # 13
+    (None, "late_value = 1"),                                            # 14
+    ("step:use_late", "print(late_value)"),                              # 15
 ]
 
 
@@ -170,12 +173,16 @@ def test_sys_exit_and_raises_exception(tmp_path):
     assert s["exit_last"] == "succeeded" and s["use_last"] == "succeeded"
     assert [a.name for a in record.step("exit_last").outputs] == ["last_value"]
     assert nb2pipe.load("last_value", run=record.id, store=store) == 42
-    # sys.exit(0) in a middle cell: early_exit naming that cell.
-    middle = record.step("exit_middle")
-    assert s["exit_middle"] == "failed" and s["use_middle"] == "skipped"
-    assert middle.error.reason == "early_exit"
-    assert middle.error.cell_index == 5 and middle.error.cell_id == "c5"
-    assert "cell 5" in middle.error.message
+    # sys.exit(0) in a middle cell: as papermill, a success; the cells after it do not run and
+    # what the cells before it defined is passed on.
+    assert s["exit_middle"] == "succeeded" and s["use_middle"] == "succeeded"
+    assert nb2pipe.load("mid_value", run=record.id, store=store) == 1
+    # ... unless a later step reads what the skipped cells would have defined: that names both.
+    early = record.step("exit_early")
+    assert s["exit_early"] == "failed" and s["use_late"] == "skipped"
+    assert early.error.reason == "early_exit"
+    assert early.error.cell_index == 13 and early.error.cell_id == "c13"
+    assert "cell 13" in early.error.message and "late_value" in early.error.message
     # sys.exit(1): a failure.
     one = record.step("exit_one")
     assert s["exit_one"] == "failed"
@@ -472,3 +479,34 @@ def test_notebook_without_step_tags_is_one_step(tmp_path):
     record = run_nb(nb, tmp_path / "store")
     assert len(record.steps) == 1 and record.steps[0].status == Status.SUCCEEDED
     assert Path(tmp_path / "store" / record.steps[0].output_notebook).exists()
+
+
+# --- executed step notebooks ----------------------------------------------------------------------
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_executed_notebooks_name_no_store_path_and_a_replay_rewrites_nothing(tmp_path, monkeypatch):
+    """Executing a stored step notebook by hand (to debug) loads its inputs from the store it
+    sits in, but never writes its outputs over the run's."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    store = tmp_path / "store"
+    nb = make_nb(tmp_path, [("step:make", "values = [1, 2, 3]"), ("step:use", "total = sum(values)\nprint(total)"),
+                            ("step:last", "print(total * 2)")])
+    record = run_nb(nb, store)
+    assert record.status == RunStatus.SUCCEEDED
+    path = store / record.step("use").output_notebook
+    text = path.read_text()
+    assert str(store) not in text and str(store.resolve()) not in text and str(tmp_path) not in text
+    objects_before = check_store(store)
+    before = _files(store / "runs")
+    monkeypatch.delenv("NB2PIPE_STEP_STORE", raising=False)
+    replay = nbformat.read(path, as_version=4)
+    NotebookClient(replay, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    outputs = "".join(o.get("text", "") for c in replay.cells for o in c.get("outputs", []))
+    assert "6" in outputs and "nothing was saved" in outputs
+    assert _files(store / "runs") == before
+    assert check_store(store) == objects_before

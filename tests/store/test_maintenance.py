@@ -50,6 +50,35 @@ def test_verify_finds_tampered_and_missing_objects_and_repair_makes_the_steps_ru
     assert cli("store", "verify", "--store", store).returncode == 0
 
 
+def test_a_tampered_cached_object_is_caught_before_use_and_its_step_runs_again(tmp_path):
+    """Without any verify: a cache hit re-hashes what it would serve (same size, other bytes)."""
+    nb = make_nb(tmp_path, CELLS)
+    store = tmp_path / "store"
+    first = nb2pipe.run(nb, store=store)
+    data = first.step("make").outputs[0]
+    path = store / "objects" / data.sha256[:2] / data.sha256[2:]
+    size = path.stat().st_size
+    tamper(path)
+    assert path.stat().st_size == size
+    again = nb2pipe.run(nb, store=store)
+    assert again.status.value == "succeeded"
+    assert again.step("make").status == Status.SUCCEEDED  # executed, not served from the damaged object
+    assert again.step("use").status == Status.CACHED  # the same bytes came out, so its key held
+    assert nb2pipe.load("data", run=again.id, store=store) == [0, 1, 2]
+    assert cli("store", "verify", "--store", store).returncode == 0  # written afresh
+
+
+def test_a_step_run_alone_refuses_damaged_upstream_outputs(tmp_path):
+    nb = make_nb(tmp_path, CELLS)
+    store = tmp_path / "store"
+    first = nb2pipe.run(nb, store=store)
+    tamper(store / "objects" / first.step("make").outputs[0].sha256[:2] / first.step("make").outputs[0].sha256[2:])
+    alone = cli("run", nb, "--store", store, "--step", "use")
+    assert alone.returncode == 3, alone.stdout + alone.stderr
+    assert "damaged or missing" in alone.stderr and "store verify --repair" in alone.stderr
+    assert "Traceback" not in alone.stderr
+
+
 def test_gc_keeps_what_records_need_and_removes_the_rest(tmp_path):
     nb = make_nb(tmp_path, CELLS)
     store = tmp_path / "store"
