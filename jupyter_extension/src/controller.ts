@@ -100,8 +100,14 @@ export class NotebookPipeline {
     return !!this.record && this.record.id === this.shownRunId && this.isLive(this.record);
   }
 
+  /** Still going: not in a final status (the server's `live` can lag behind the status). */
   isLive(r: { status: string; live?: boolean }): boolean {
-    return r.live !== undefined ? !!r.live : !FINAL_RUN_STATUSES.includes(r.status);
+    return r.live !== false && !FINAL_RUN_STATUSES.includes(r.status);
+  }
+
+  /** Worth polling again: live by status or by the server's flag (the record may still grow). */
+  private _keepPolling(r: { status: string; live?: boolean }): boolean {
+    return r.live === true || !FINAL_RUN_STATUSES.includes(r.status);
   }
 
   dispose(): void {
@@ -233,7 +239,7 @@ export class NotebookPipeline {
       this.runs = [];
     }
     if (reattach && !this.shownRunId) {
-      const liveRun = this.runs.find(r => r.live);
+      const liveRun = this.runs.find(r => this.isLive(r));
       if (liveRun) {
         this.watch(liveRun.id);
         return;
@@ -295,9 +301,11 @@ export class NotebookPipeline {
       this.decorate();
       this.emit('run');
     }
-    if (!record || this.isLive(record)) {
+    if (!record || this._keepPolling(record)) {
       this._pollTimer = window.setTimeout(() => void this.poll(), 1000);
-    } else if (wasLive || !this.runs.find(r => r.id === id && !this.isLive(r))) {
+    }
+    if (record && (wasLive || record.live === false) && !this.runs.find(r => r.id === id && r.status === record!.status && r.live === record!.live)) {
+      // the history row is behind the record: read the list again
       void this.refreshRuns();
     }
   }

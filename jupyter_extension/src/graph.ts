@@ -181,7 +181,7 @@ export function nodeStatus(
 /** Merge a full run record (GET runs/{id}). */
 export function applyRecord(graph: IGraph, record: IRunRecord): IGraph {
   resetStatuses(graph);
-  const live = record.live !== undefined ? record.live : !FINAL_RUN_STATUSES.includes(record.status);
+  const live = record.live !== false && !FINAL_RUN_STATUSES.includes(record.status);
   for (const s of record.steps || []) {
     const n = node(graph, s.name);
     if (!n) {
@@ -210,7 +210,11 @@ export function applySummary(graph: IGraph, run: IRunSummary): IGraph {
   for (const s of run.steps || []) {
     const n = node(graph, s.name);
     if (n) {
-      n.status = nodeStatus(s.status, { cached: s.cached, live: run.live, runStatus: run.status });
+      n.status = nodeStatus(s.status, {
+        cached: s.cached,
+        live: run.live !== false && !FINAL_RUN_STATUSES.includes(run.status),
+        runStatus: run.status
+      });
       n.duration = s.duration ?? null;
     }
   }

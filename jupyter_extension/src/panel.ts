@@ -797,7 +797,7 @@ export class PipelinePanel extends Widget {
       tdc.appendChild(box);
       tr.appendChild(tdc);
       tr.appendChild(el('td', 'nb2pipe-mono', r.id));
-      tr.appendChild(el('td', `nb2pipe-status-${r.status}`, r.live ? `${r.status} (live)` : r.status));
+      tr.appendChild(el('td', `nb2pipe-status-${r.status}`, p.isLive(r) ? `${r.status} (live)` : r.status));
       tr.appendChild(el('td', undefined, formatDuration(r.duration)));
       const tr2 = el('tr', 'nb2pipe-run-more-row');
       if (r.id === p.shownRunId) {
