@@ -43,6 +43,7 @@ test('tag a cell, see the DAG, run it, open an executed step notebook', async ({
   const dialog = page.locator('.jp-Dialog');
   await expect(dialog.locator('.nb2pipe-editor')).toBeVisible();
   await dialog.locator('input.nb2pipe-editor-step').fill('report');
+  await screenshot(page, 'step-editor-light.png');
   await dialog.locator('.jp-Dialog-button.jp-mod-accept').click();
   await expect(node(page, 'report')).toBeVisible({ timeout: 15000 });
   await expect(page.locator('.jp-Cell .nb2pipe-badge-step', { hasText: 'report' })).toBeVisible();
