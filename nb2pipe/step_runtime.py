@@ -18,6 +18,9 @@ COMMAND = ("python3", "-m", "nb2pipe.step_runtime")
 
 
 def main(argv: list[str] | None = None) -> int:
+    from nb2pipe.startup import skip_slow_optional_imports
+
+    skip_slow_optional_imports()
     from nb2pipe.errors import Nb2pipeError
     from nb2pipe.runtime.job import (
         DEFAULT_SPEC,

@@ -21,7 +21,8 @@ def kfp_host():
 
 @pytest.fixture
 def jp_server_config(jp_server_config, kfp_host):
-    return {"ServerApp": {"jpserver_extensions": {"nb2pipe.lab": True}, "allow_unauthenticated_access": False},
+    return {"ServerApp": {"jpserver_extensions": {"nb2pipe.lab": True, "jupyter_server_terminals": False},
+                          "allow_unauthenticated_access": False},
             "Nb2pipe": {"kfp_host": kfp_host, "workers": 2}}
 
 
