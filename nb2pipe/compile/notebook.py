@@ -45,7 +45,6 @@ class Notebook:
 
 def read_notebook(path: str | os.PathLike) -> Notebook:
     """Read and validate a notebook; raise NotebookReadError with a one-line reason."""
-    import hashlib
 
     shown = str(path)
     try:
@@ -58,6 +57,14 @@ def read_notebook(path: str | os.PathLike) -> Notebook:
         raise NotebookReadError(shown, "permission denied") from None
     except OSError as exc:
         raise NotebookReadError(shown, f"cannot read: {exc.strerror or exc}") from None
+    return notebook_from_bytes(raw, shown)
+
+
+def notebook_from_bytes(raw: bytes, shown: str) -> Notebook:
+    """A notebook from the bytes of its file (an editor's unsaved content, too); `shown` names
+    it in messages and is its `path`."""
+    import hashlib
+
     digest = hashlib.sha256(raw).hexdigest()
     if raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 BOM is harmless; editors on Windows add it
         raw = raw[3:]

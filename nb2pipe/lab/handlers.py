@@ -109,6 +109,17 @@ class PipelineHandler(Nb2pipeHandler):
         self.answer(await self.lab.off_loop(views.pipeline, nb.full, nb.shown, nb.store, parameters,
                                             self.lab.settings.executor))
 
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        """The same analysis of the editor's content, unsaved edits included (nothing is written)."""
+        data = self.body({"path": str, "notebook": dict, "parameters": dict})
+        nb = self.lab.notebook(data.get("path"))
+        if data.get("notebook") is None:
+            raise ApiError(400, "'notebook' (the notebook's JSON, as the editor holds it) is required")
+        self.answer(await self.lab.off_loop(views.pipeline, nb.full, nb.shown, nb.store, data.get("parameters"),
+                                            self.lab.settings.executor, data["notebook"]))
+
 
 class RunsHandler(Nb2pipeHandler):
     @web.authenticated
@@ -129,7 +140,7 @@ class RunsHandler(Nb2pipeHandler):
         for record in records:
             summary = views.summary_view(record, root_dir)
             worker = self.lab.manager.runs.get(record.id)
-            summary["live"] = worker.live if worker else record.status.value == "running"
+            summary["live"] = record.status.value == "running" and (worker.live if worker else True)
             runs.append(summary)
         self.answer({"runs": runs})
 
@@ -168,7 +179,7 @@ class RunHandler(Nb2pipeHandler):
         if record is None:
             return json.dumps(worker.summary(), allow_nan=False, default=str).encode()
         out = views.run_view(record, self.lab.settings.root_dir)
-        out["live"] = worker.live if worker else record.status.value == "running"
+        out["live"] = record.status.value == "running" and (worker.live if worker else True)
         out["current"] = dict(worker.current) if worker else {}
         if worker and worker.live and worker.cancel_requested:
             out["cancelling"] = True

@@ -19,26 +19,42 @@ from nb2pipe.model.records import RunRecord, is_run_id
 
 # --- the pipeline of a notebook -----------------------------------------------------------------
 
-def checked_notebook(notebook: Path, shown: str):
-    """The notebook read and checked, its messages naming it as the browser does (not where it is)."""
+# A notebook read while the server is writing it (an autosave) can be half a file: read again.
+READ_TRIES, READ_PAUSE = 4, 0.05
+
+
+def checked_notebook(notebook: Path, shown: str, content: dict | None = None):
+    """The notebook (read from disk, or `content`: the editor's unsaved JSON) and its check,
+    with messages naming it as the browser does, not where it is on the server."""
+    import time
+
     from nb2pipe.compile.compiler import check_notebook
-    from nb2pipe.compile.notebook import read_notebook
+    from nb2pipe.compile.notebook import notebook_from_bytes, read_notebook
     from nb2pipe.errors import NotebookReadError
 
-    try:
-        nb = read_notebook(notebook)
-    except NotebookReadError as exc:
-        raise ApiError(400, f"{shown}: {exc.problem}") from None
+    for attempt in range(READ_TRIES):
+        try:
+            if content is not None:
+                nb = notebook_from_bytes(json.dumps(content).encode(), str(notebook))
+            else:
+                nb = read_notebook(notebook)
+            break
+        except NotebookReadError as exc:
+            if content is not None or attempt == READ_TRIES - 1:
+                raise ApiError(400, f"{shown}: {exc.problem}") from None
+            time.sleep(READ_PAUSE)
     checked = check_notebook(shown, notebook=dataclasses.replace(nb, path=shown))
     return nb, checked
 
 
-def pipeline(notebook: Path, shown: str, store: Path, parameters: dict | None, executor: str) -> dict:
-    """GET pipeline: the spec, every cell's part in it, the problems on their cells, and the plan."""
+def pipeline(notebook: Path, shown: str, store: Path, parameters: dict | None, executor: str,
+             content: dict | None = None) -> dict:
+    """GET pipeline: the spec, every cell's part in it, the problems on their cells, and the plan
+    (POST pipeline: the same for the editor's unsaved `content`)."""
     from nb2pipe import api
     from nb2pipe.compile.tags import annotate, describe_tag
 
-    nb, checked = checked_notebook(notebook, shown)
+    nb, checked = checked_notebook(notebook, shown, content)
     annotations, _ = annotate(nb.cells, shown)
     spec = checked.spec if not checked.errors else None
     step_of = {c.index: s.name for s in spec.steps for c in s.cells} if spec else {}
@@ -74,6 +90,7 @@ def spec_view(spec) -> dict:
     steps = [{"name": s.name, "kfp_name": s.kfp_name, "cells": [{"index": c.index, "id": c.id} for c in s.cells],
               "inputs": [{"name": i.name, "producer": i.producer} for i in s.inputs], "outputs": list(s.outputs),
               "parameters": list(s.parameters), "after": list(s.after), "upstreams": list(s.upstreams),
+              "modifies": list(s.modifies),
               "metrics": list(s.metrics), "options": dataclasses.asdict(s.options)} for s in spec.steps]
     edges = []
     for s in spec.steps:

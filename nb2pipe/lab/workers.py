@@ -69,6 +69,12 @@ class WorkerRun:
 
     @property
     def live(self) -> bool:
+        """Still going: neither a final status from the worker nor the worker gone."""
+        return self.alive and self.status not in TERMINAL_RUN_STATUSES
+
+    @property
+    def alive(self) -> bool:
+        """The worker process has not been reaped yet (it may be finishing a run that ended)."""
         return not self.done.is_set()
 
     def summary(self) -> dict:
@@ -96,7 +102,7 @@ class RunManager:
         self._tasks: set[asyncio.Task] = set()
 
     def live_runs(self) -> list[WorkerRun]:
-        return [r for r in self.runs.values() if r.live]
+        return [r for r in self.runs.values() if r.alive]
 
     async def start(self, request: RunRequest, step_names: list[str]) -> WorkerRun:
         if len(self.live_runs()) >= self.max_live:
@@ -214,7 +220,7 @@ class RunManager:
 
     def cancel(self, run: WorkerRun) -> None:
         """Ask the worker to stop its run (SIGINT, as Ctrl-C); escalate if it does not."""
-        if not run.live or run.process is None:
+        if not run.alive or run.process is None:
             return
         if not run.cancel_requested:
             run.cancel_requested = True

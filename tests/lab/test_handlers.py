@@ -97,6 +97,47 @@ async def test_pipeline_shows_spec_cells_and_plan(api, notebooks):
     assert view["problems"] == []
 
 
+async def test_post_pipeline_analyses_unsaved_content_and_writes_nothing(api, notebooks):
+    import nbformat
+
+    saved = (notebooks / "two.ipynb").read_bytes()
+    edited = nbformat.reads(saved, as_version=4)
+    edited.cells[2].metadata["tags"] = ["step:sum_up"]  # renamed in the editor, not saved
+    code, view = await api("pipeline", method="POST", body={"path": "two.ipynb", "notebook": edited})
+    assert code == 200, view
+    assert [s["name"] for s in view["spec"]["steps"]] == ["load", "sum_up"]
+    assert (notebooks / "two.ipynb").read_bytes() == saved
+    code, body = await api("pipeline", method="POST", body={"path": "two.ipynb", "notebook": {"cells": 3}})
+    assert code == 400 and "two.ipynb" in body["message"]
+    code, body = await api("pipeline", method="POST", body={"path": "../two.ipynb", "notebook": edited})
+    assert code == 403
+
+
+async def test_a_notebook_caught_half_written_is_read_again(api, notebooks, monkeypatch):
+    """An autosave writes in place: a read in the middle sees half a file; the next sees it whole."""
+    from nb2pipe.compile import notebook as reader
+    from nb2pipe.errors import NotebookReadError
+
+    real, calls = reader.read_notebook, []
+
+    def flaky(path):
+        calls.append(path)
+        if len(calls) == 1:
+            raise NotebookReadError(str(path), "not valid JSON (line 40, column 1: Expecting value)")
+        return real(path)
+
+    monkeypatch.setattr(reader, "read_notebook", flaky)
+    code, view = await api("pipeline", params={"path": "two.ipynb"})
+    assert code == 200 and view["spec"] is not None and len(calls) == 2
+
+    def broken(path):
+        raise NotebookReadError(str(path), "not valid JSON")
+
+    monkeypatch.setattr(reader, "read_notebook", broken)  # broken for good: one 400, after a few tries
+    code, body = await api("pipeline", params={"path": "two.ipynb"})
+    assert code == 400 and body["message"] == "two.ipynb: not valid JSON"  # named as the browser names it
+
+
 async def test_an_invalid_pipeline_is_problems_on_cells_and_a_400_to_run(api, notebooks):
     code, view = await api("pipeline", params={"path": "cycle.ipynb"})
     assert code == 200 and view["spec"] is None and view["plan"] is None
