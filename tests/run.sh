@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # README's test command: make sure a Docker daemon answers (installing and starting Debian's
 # docker.io when needed: the container tests run for real, never skipped) and the nb2pipe base
-# image exists, then run the whole suite. Extra arguments go to pytest.
+# image exists, then run the whole suite: pytest (extra arguments go to it), the JupyterLab
+# extension's unit tests (node) and its browser tests (Galata on Debian's chromium, installed with
+# apt when missing). NB2PIPE_SKIP_UI=1 leaves the browser tests out (a quick local loop).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,4 +25,12 @@ docker image inspect nb2pipe-base:py3.11 >/dev/null 2>&1 || .venv/bin/nb2pipe ba
 # Static checks first: they take seconds, the suite minutes.
 .venv/bin/ruff check nb2pipe tests benchmarks examples
 .venv/bin/lint-imports
-.venv/bin/python -m pytest -q "$@"
+status=0
+.venv/bin/python -m pytest -q "$@" || status=$?
+
+# The JupyterLab extension: logic tests without a browser, then the browser tests.
+(cd jupyter_extension && ../.venv/bin/jlpm test) || status=$?
+if [ "${NB2PIPE_SKIP_UI:-0}" != "1" ]; then
+  PATH="$PWD/.venv/bin:$PATH" jupyter_extension/ui-tests/run.sh || status=$?
+fi
+exit $status

@@ -104,6 +104,15 @@ export class Nb2pipeApi {
     return this.json<IPipelineResponse>('pipeline', {}, query);
   }
 
+  /** POST pipeline: the same analysis of the editor's content (unsaved edits included). */
+  analyse(path: string, notebook: any, parameters?: { [k: string]: any }): Promise<IPipelineResponse> {
+    const body: { [k: string]: any } = { path, notebook };
+    if (parameters && Object.keys(parameters).length) {
+      body.parameters = parameters;
+    }
+    return this.json<IPipelineResponse>('pipeline', { method: 'POST', body: JSON.stringify(body) });
+  }
+
   startRun(body: IRunRequest): Promise<{ id: string }> {
     return this.json<{ id: string }>('runs', {
       method: 'POST',

@@ -126,14 +126,30 @@ export class NotebookPipeline {
   }
 
   private _onContentChanged(): void {
+    // Tags and code decide the steps and their data flow: analyse the editor's content again
+    // (sent as it is, unsaved edits included; nothing is saved for it). Tag edits sooner.
     const key = tagsKey(this.panel);
-    if (key !== this._tagsKey) {
-      // Tags changed: the server reads the notebook from disk, so save, then analyse again.
-      this._tagsKey = key;
-      this.scheduleRefresh(600, true);
-    } else {
-      this.decorate();
+    const tagsChanged = key !== this._tagsKey;
+    this._tagsKey = key;
+    this.decorate();
+    this.scheduleRefresh(tagsChanged ? 300 : 800);
+  }
+
+  /** The notebook as the editor holds it, without outputs (the analysis reads tags and code). */
+  private _content(): any | null {
+    const model = this.panel.content.model;
+    if (!model) {
+      return null;
     }
+    const nb = model.toJSON() as any;
+    for (const cell of nb.cells || []) {
+      if (cell.cell_type === 'code') {
+        cell.outputs = [];
+        cell.execution_count = null;
+      }
+      delete cell.attachments;
+    }
+    return nb;
   }
 
   scheduleRefresh(delay = 600, save = false): void {
@@ -168,7 +184,7 @@ export class NotebookPipeline {
     }
   }
 
-  /** GET pipeline: spec, cells, problems, plan. */
+  /** GET pipeline (POST with the editor's content when it has unsaved edits): spec, cells, problems, plan. */
   async refresh(): Promise<void> {
     if (this._disposed) {
       return;
@@ -179,7 +195,11 @@ export class NotebookPipeline {
     }
     const seq = ++this._pipelineSeq;
     try {
-      const p = await this.api.pipeline(this.path, this.parameters);
+      const ctx = this.panel.context;
+      const content = ctx.isReady && ctx.model.dirty ? this._content() : null;
+      const p = content
+        ? await this.api.analyse(this.path, content, this.parameters)
+        : await this.api.pipeline(this.path, this.parameters);
       if (seq !== this._pipelineSeq || this._disposed) {
         return;
       }

@@ -22,6 +22,7 @@ from nb2pipe.lab.workers import RunRequest
 
 AUTH_RESOURCE = "nb2pipe"
 MAX_BODY = 1024 * 1024
+MAX_NOTEBOOK_BODY = 64 * 1024 * 1024  # POST pipeline carries the notebook's sources (not its outputs)
 _STEP_RE = r"[A-Za-z0-9_.-]+"
 
 
@@ -50,11 +51,11 @@ class Nb2pipeHandler(APIHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(payload, allow_nan=False, default=str))
 
-    def body(self, allowed: dict[str, type | tuple]) -> dict:
+    def body(self, allowed: dict[str, type | tuple], limit: int = MAX_BODY) -> dict:
         """The request's JSON object, its keys checked against `allowed` (name -> type)."""
         raw = self.request.body or b""
-        if len(raw) > MAX_BODY:
-            raise ApiError(413, "request body over 1 MiB")
+        if len(raw) > limit:
+            raise ApiError(413, f"request body over {limit // (1024 * 1024)} MiB")
         try:
             data = json.loads(raw or b"{}")
         except ValueError:
@@ -113,7 +114,7 @@ class PipelineHandler(Nb2pipeHandler):
     @authorized
     async def post(self) -> None:
         """The same analysis of the editor's content, unsaved edits included (nothing is written)."""
-        data = self.body({"path": str, "notebook": dict, "parameters": dict})
+        data = self.body({"path": str, "notebook": dict, "parameters": dict}, limit=MAX_NOTEBOOK_BODY)
         nb = self.lab.notebook(data.get("path"))
         if data.get("notebook") is None:
             raise ApiError(400, "'notebook' (the notebook's JSON, as the editor holds it) is required")
