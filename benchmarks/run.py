@@ -14,6 +14,7 @@ def main() -> int:
             ("bench_runs.py", ["--quick"] if quick else []),
             ("bench_events.py", ["--quick"] if quick else []),
             ("bench_pytest.py", ["--quick"] if quick else []),
+            ("bench_lab.py", ["--quick"] if quick else []),
             ("bench_docker.py", ["--quick"] if quick else [])]
     codes = []
     for script, args in plan:
