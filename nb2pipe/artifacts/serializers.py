@@ -1,5 +1,7 @@
 """The built-in serializers: numpy .npy, pandas parquet, scikit-learn joblib, pickle, cloudpickle.
 
+(scipy sparse, polars and xgboost are in artifacts.ml; values.all_builtin_serializers orders them all.)
+
 Imported inside every step kernel: only the standard library at module level; numpy, pandas,
 pyarrow, joblib and cloudpickle are imported when a value needs them. Every writer hashes the
 bytes as they are written (HashingWriter), so a 100 MB artifact is never read back to hash it.

@@ -6,8 +6,9 @@ them; a value's type is recognised without importing anything (a numpy array can
 numpy is already in ``sys.modules``).
 
 A serializer is picked per value from an ordered registry: type-specific ones first (npy,
-parquet, joblib, plus plugins from the ``nb2pipe.serializers`` entry-point group), then the
-catch-all ``pickle`` and ``cloudpickle``. A serializer that cannot hold a particular value raises
+parquet, scipy-sparse, polars, xgboost, xgboost-dmatrix (see artifacts.ml), joblib, plus plugins
+from the ``nb2pipe.serializers`` entry-point group), then the catch-all ``pickle`` and
+``cloudpickle``. A serializer that cannot hold a particular value raises
 :class:`UnsupportedValue` and the next matching one is tried, so a DataFrame parquet cannot
 represent losslessly ends up pickled instead of silently changed.
 """
@@ -24,6 +25,7 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
+from nb2pipe.artifacts.ml import ml_serializers
 from nb2pipe.artifacts.serializers import (  # noqa: F401  (re-exported: the serializers are part of this API)
     PICKLE_PROTOCOL,
     CloudpickleSerializer,
@@ -45,6 +47,14 @@ ENTRY_POINT_GROUP = "nb2pipe.serializers"
 MANIFEST_NAME = "manifest.json"
 _SAFE_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _SETUP_FIX = "make it picklable, or recompute it in the consuming step / move it to a `setup` cell"
+
+
+def all_builtin_serializers() -> list[Any]:
+    """The built-ins in priority order: npy, parquet, the ML ones (artifacts.ml), joblib, then the
+    pickle fallbacks. The ML ones go ahead of joblib: an XGBClassifier is a scikit-learn estimator."""
+    core = builtin_serializers()
+    at = next(i for i, s in enumerate(core) if s.name == "joblib")
+    return core[:at] + ml_serializers() + core[at:]
 
 
 def _validate_serializer(s: Any) -> None:
@@ -83,7 +93,7 @@ class SerializerRegistry(Registry):
 
     @classmethod
     def with_builtins(cls, entry_point_group: str | None = ENTRY_POINT_GROUP) -> SerializerRegistry:
-        return cls(builtin_serializers(), entry_point_group=entry_point_group)
+        return cls(all_builtin_serializers(), entry_point_group=entry_point_group)
 
     def register(self, serializer: Any, first: bool = False) -> Any:  # type: ignore[override]
         """Add a serializer (an instance, or a class to instantiate); returns its argument."""

@@ -28,6 +28,7 @@ from nb2pipe.artifacts.values import (
 from nb2pipe.errors import SerializationError, StoreError
 
 REPO = Path(__file__).resolve().parents[1]
+ML = ["scipy-sparse", "polars", "xgboost", "xgboost-dmatrix"]  # nb2pipe.artifacts.ml, ahead of joblib
 
 
 def roundtrip(value, tmp_path, registry=None):
@@ -390,9 +391,9 @@ class Picky(Serializer):
 
 def test_registry_order_and_first(tmp_path):
     reg = SerializerRegistry.with_builtins(entry_point_group=None)
-    assert reg.names() == ["npy", "parquet", "joblib", "pickle", "cloudpickle"]
+    assert reg.names() == ["npy", "parquet", *ML, "joblib", "pickle", "cloudpickle"]
     reg.register(IntText())  # not first: still ahead of the catch-all fallbacks
-    assert reg.names() == ["npy", "parquet", "joblib", "inttext", "pickle", "cloudpickle"]
+    assert reg.names() == ["npy", "parquet", *ML, "joblib", "inttext", "pickle", "cloudpickle"]
     assert reg.for_value(7).name == "inttext"
     reg.register(Picky(), first=True)
     assert reg.names()[0] == "picky"
@@ -469,7 +470,7 @@ def test_entry_point_plugins(tmp_path, monkeypatch):
     with pytest.warns(RuntimeWarning, match="broken"):
         names = reg.names()
     # plugins go ahead of built-ins; a plugin with a built-in's name replaces it; fallbacks last
-    assert names == ["inttext", "npy", "parquet", "joblib", "pickle", "cloudpickle", "lastresort"]
+    assert names == ["inttext", "npy", "parquet", *ML, "joblib", "pickle", "cloudpickle", "lastresort"]
     assert type(reg.get("npy")).__name__ == "NpyOverride"
     assert reg.for_value(5).name == "inttext"
     assert reg.for_value(np.ones(2)).name == "pickle"  # the override declines arrays
@@ -489,7 +490,8 @@ def test_import_does_not_pull_heavy_libraries(tmp_path):
         f"""
         import sys
         import nb2pipe.artifacts.values as a
-        heavy = ("numpy", "pandas", "pyarrow", "joblib", "cloudpickle", "sklearn")
+        heavy = ("numpy", "pandas", "pyarrow", "joblib", "cloudpickle", "sklearn", "scipy", "polars", "xgboost",
+                 "torch")
         assert not [m for m in heavy if m in sys.modules], [m for m in heavy if m in sys.modules]
         # saving plain values must not import them either
         a.save_outputs({{"d": {{"k": [1, 2]}}, "s": "text"}}, {str(tmp_path / "out")!r})
