@@ -74,11 +74,11 @@ def slow_linear(work: Path, steps: int = 10, seconds: float = 0.6) -> Path:
     return write_nb(work / "slow10.ipynb", cells)
 
 
-async def concurrent_gets(port: int, run_id: str, bursts: int) -> tuple[list[float], bool]:
+async def concurrent_gets(port: int, run_id: str, bursts: int, path: str | None = None) -> tuple[list[float], bool]:
     from tornado.httpclient import AsyncHTTPClient
 
     client = AsyncHTTPClient(force_instance=True, max_clients=50)
-    url = f"http://127.0.0.1:{port}/nb2pipe/api/runs/{run_id}"
+    url = f"http://127.0.0.1:{port}{path or f'/nb2pipe/api/runs/{run_id}'}"
     # As a browser polls: with the login cookie (a token on every request would make jupyter_server
     # sign a new anonymous user's cookie each time, which is not what Lab pays).
     first = await client.fetch(url, headers={"Authorization": f"token {TOKEN}"})
@@ -91,7 +91,7 @@ async def concurrent_gets(port: int, run_id: str, bursts: int) -> tuple[list[flo
         t0 = time.perf_counter()
         response = await client.fetch(url, headers=headers)
         latencies.append(time.perf_counter() - t0)
-        was_live = was_live or json.loads(response.body).get("live", False)
+        was_live = was_live or bool(json.loads(response.body).get("live", False))
 
     for _ in range(bursts):
         await asyncio.gather(*(one() for _ in range(50)))
@@ -158,6 +158,11 @@ def main(argv=None) -> int:
                   f"{statistics.median(latencies) * 1000:.1f} ms  p95 {p95 * 1000:.1f} ms  "
                   f"max {latencies[-1] * 1000:.1f} ms")
             results.append(("(j) GET runs/{id} x50 concurrent, p95 s", p95, 0.1))
+            # The floor: jupyter_server's own /api/status (no nb2pipe code) in the same bursts.
+            floor, _ = asyncio.run(concurrent_gets(port, run_id, bursts=6 if args.quick else 12, path="/api/status"))
+            floor.sort()
+            print(f"(j') the same bursts on jupyter_server's /api/status: p50 {statistics.median(floor) * 1000:.1f} ms  "
+                  f"p95 {floor[int(0.95 * (len(floor) - 1))] * 1000:.1f} ms (the server's own cost per request)")
             while get(port, f"/nb2pipe/api/runs/{run_id}")["live"]:
                 time.sleep(0.2)
 
