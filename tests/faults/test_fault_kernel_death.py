@@ -71,3 +71,39 @@ def test_a_step_whose_kernel_dies_or_times_out_fails_cleanly(tmp_path, fault):
     assert not left, f"processes of the runner left: {left}"
     assert cli("store", "verify", "--store", store).returncode == 0
     assert sha256_of(nb) == before
+
+
+@pytest.mark.parametrize("signame,exit_code", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_the_runner_signalled_mid_step_cancels_cleanly(tmp_path, signame, exit_code):
+    """Injected: SIGTERM / SIGINT to `nb2pipe run --events` while a step sleeps (after it started a child).
+    Checked: README's code, the last event is the run's `cancelled`, the record says cancelled, nothing
+    is left running, the store verifies clean."""
+    import signal
+
+    nb = make_nb(tmp_path, [("step:make", "data = list(range(5))"),
+                            ("step:slow", "import subprocess, time\nchild = subprocess.Popen(['sleep', '300'])\n"
+                                          "print('child', child.pid, flush=True)\ntime.sleep(60)\nout = data")])
+    store = tmp_path / "store"
+    runner = subprocess.Popen([*NB2PIPE, "run", str(nb), "--store", str(store), "--events"], cwd=tmp_path,
+                              env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    events, child = [], None
+    for line in runner.stdout:
+        events.append(json.loads(line))
+        if events[-1]["type"] == "output" and "child " in events[-1]["text"]:
+            child = int(events[-1]["text"].split("child ")[1].split()[0])
+            break
+    assert child is not None, events
+    began = time.monotonic()
+    runner.send_signal(getattr(signal, signame))
+    rest, err = runner.communicate(timeout=30)
+    took = time.monotonic() - began
+    events += [json.loads(line) for line in rest.splitlines() if line.strip()]
+    assert runner.returncode == exit_code, err[-1500:]
+    assert took < 10, f"{signame} took {took:.1f} s to end the run"
+    assert "Traceback" not in err
+    assert events[-1]["type"] == "run" and events[-1]["status"] == "cancelled", events[-1]
+    left = wait_no_leftovers(runner.pid, known={child}, within=5)
+    assert not left, f"processes of the runner left: {left}"
+    listed = cli("runs", "list", "--json", "--store", store)
+    assert [r["status"] for r in json.loads(listed.stdout)] == ["cancelled"]
+    assert cli("store", "verify", "--store", store).returncode == 0

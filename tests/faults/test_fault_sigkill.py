@@ -1,11 +1,13 @@
 """SIGKILL of the runner. Injected: `kill -9` of a real `python -m nb2pipe run` subprocess after a seeded
 random delay, spread over the whole run (start-up, kernels starting, cells running, artifacts being
-stored, records being written) of a 4-step pipeline passing numpy arrays, dicts and lists; 6 kill points
-(NB2PIPE_FAULTS=long: 24). Checked after each kill: no process of the killed runner is left (its
-zygote and kernels carry its socket folder `/tmp/nb2pipe-k-<pid>-` in their command line), `store
-verify` exits 0 (or `--repair` makes it 0), the resumed `nb2pipe run` exits 0 with artifacts (values and
-hashes) and metrics equal to a clean run's in a separate store, no run is left `running`, and the store
-passes the test suite's own check (objects hash to their names, SQLite sound, lineage complete)."""
+stored, records being written) of a 4-step pipeline passing numpy arrays, dicts and lists; 6 kill
+points (NB2PIPE_FAULTS=long: 24). Checked after each kill: no process of the killed runner is left (its
+zygote and kernels carry its socket folder `/tmp/nb2pipe-k-<pid>-` in their command line); every
+published executed notebook (`step.ipynb`) is a valid notebook; `store verify` exits 0 (or `--repair`
+makes it 0); the resumed `nb2pipe run` exits 0 with artifacts (values and hashes) and metrics equal to
+a clean run's in a separate store; no run is left `running` and every run's record reads back (`runs
+show`); the store passes the suite's own check (objects hash to their names, SQLite sound, lineage
+complete)."""
 
 from __future__ import annotations
 
@@ -15,12 +17,15 @@ import signal
 import subprocess
 import time
 
+import nbformat
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from faultkit import LONG, SEED, leftovers, wait_no_leftovers
 from nbbuild import NB2PIPE, check_store, cli, cli_env, make_nb, sha256_of
 
 import nb2pipe
+from nb2pipe.cli import main
 
 pytestmark = pytest.mark.kernel
 
@@ -94,6 +99,12 @@ def test_the_runner_sigkilled_at_random_points_leaves_a_sound_store_and_resumes(
         left = wait_no_leftovers(runner.pid, within=10)
         assert not left, f"kill at {delay} s: processes of the killed runner {runner.pid} left: {left}"
 
+        for executed in sorted(store.glob("runs/*/*/attempt-*/step.ipynb")):  # published atomically
+            try:
+                nbformat.validate(nbformat.read(str(executed), as_version=4))
+            except Exception as exc:  # noqa: BLE001 - any failure to read it back is the finding
+                raise AssertionError(f"kill at {delay} s: {executed} is not a sound notebook: {exc!r}") from exc
+
         repaired = False
         if (store / "runs.db").exists():
             verify = cli("store", "verify", "--store", store)
@@ -119,6 +130,10 @@ def test_the_runner_sigkilled_at_random_points_leaves_a_sound_store_and_resumes(
         assert listed.returncode == 0, listed.stderr
         states = [r["status"] for r in json.loads(listed.stdout)]
         assert "running" not in states, f"kill at {delay} s: a run of the dead runner still reads running: {states}"
+        for run in json.loads(listed.stdout):  # the killed run's record reads back, whatever it holds
+            shown = CliRunner().invoke(main, ["runs", "show", run["id"], "--json", "--store", str(store)])
+            assert shown.exit_code == 0, \
+                f"kill at {delay} s: runs show {run['id']}: {shown.exception!r} {shown.stderr[-500:]}"
         assert cli("store", "verify", "--store", store).returncode == 0
         check_store(store)
         cached = sum(1 for s in record["steps"] if s["cached"])
