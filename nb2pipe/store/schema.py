@@ -159,3 +159,40 @@ def migrate(conn: sqlite3.Connection, write: Callable[[], AbstractContextManager
             for statement in STATEMENTS if target == 1 else MIGRATIONS[target]:
                 c.execute(statement)
         c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+_EXPECTED: dict[str, frozenset[str]] | None = None
+
+
+def expected_columns() -> dict[str, frozenset[str]]:
+    """Table -> column names of a database at SCHEMA_VERSION (built once, in memory)."""
+    global _EXPECTED
+    if _EXPECTED is None:
+        conn = sqlite3.connect(":memory:")
+        try:
+            for target in range(1, SCHEMA_VERSION + 1):
+                for statement in STATEMENTS if target == 1 else MIGRATIONS[target]:
+                    conn.execute(statement)
+            _EXPECTED = table_columns(conn)
+        finally:
+            conn.close()
+    return _EXPECTED
+
+
+def table_columns(conn: sqlite3.Connection) -> dict[str, frozenset[str]]:
+    tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    return {t: frozenset(r[1] for r in conn.execute(f'PRAGMA table_info("{t}")')) for t in tables}
+
+
+def schema_problems(conn: sqlite3.Connection) -> list[str]:
+    """Tables or columns of SCHEMA_VERSION the database behind `conn` lacks: a damaged schema (its
+    text is stored in the file like any row, and SQLite's integrity check does not compare it with
+    what nb2pipe created). Empty when every one is there."""
+    have = table_columns(conn)
+    problems = []
+    for table, columns in sorted(expected_columns().items()):
+        if table not in have:
+            problems.append(f"table {table} is missing from the schema")
+        elif columns - have[table]:
+            problems.append(f"table {table} lacks column(s) {', '.join(sorted(columns - have[table]))}")
+    return problems
