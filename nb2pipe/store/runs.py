@@ -140,6 +140,8 @@ class RunStore:
             # "malformed database schema (...)" quoting the damaged schema text.
             raw = exc.object if isinstance(exc.object, bytes) else str(exc).encode()
             raise self._corrupt(raw.decode("utf-8", "replace")) from exc
+        except json.JSONDecodeError as exc:  # nb2pipe stores json.dumps output: one that does not parse is damage
+            raise self._corrupt(f"a stored record does not parse as JSON: {exc}") from exc
 
     def _corrupt(self, text: str) -> StoreError:
         return StoreError(
@@ -151,11 +153,11 @@ class RunStore:
         )
 
     def _damaged_schema(self) -> list[str]:
-        """schema_problems() of this database, or [] when they cannot be read."""
+        """schema_problems() of this database (a schema that cannot be read back is damaged too)."""
         try:
             return schema_problems(self._c) if self._conn is not None else []
-        except (sqlite3.Error, UnicodeDecodeError):
-            return []
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
+            return [f"its schema does not read back ({exc})"]
 
     def _translate(self, exc: sqlite3.Error) -> Exception:
         text = str(exc)
@@ -166,7 +168,8 @@ class RunStore:
                 f"{self.busy_timeout:g} s ({text}); retry when the other nb2pipe command "
                 "finishes, or raise the busy timeout"
             )
-        if "not a database" in low or "malformed" in low or "corrupt" in low:
+        if any(word in low for word in ("not a database", "malformed", "corrupt", "could not decode to utf-8",
+                                        "unsupported file format", "foreign key mismatch")):
             return self._corrupt(text)
         if any(
             word in low

@@ -147,6 +147,12 @@ def migrate(conn: sqlite3.Connection, write: Callable[[], AbstractContextManager
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version == SCHEMA_VERSION:
         return
+    if version < 0:
+        raise StoreError(
+            f"the run store {db_path} is corrupt (schema version {version}: its header is damaged). "
+            f"nb2pipe did not modify it; move {db_path.name} aside to start an empty run history "
+            "(stored artifacts are kept)"
+        )
     if version > SCHEMA_VERSION:
         raise StoreError(
             f"{db_path} has schema version {version}, newer than this nb2pipe "
