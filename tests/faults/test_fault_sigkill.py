@@ -27,7 +27,7 @@ from nbbuild import NB2PIPE, check_store, cli, cli_env, make_nb, sha256_of
 import nb2pipe
 from nb2pipe.cli import main
 
-pytestmark = pytest.mark.kernel
+pytestmark = [pytest.mark.kernel, pytest.mark.timeout(1500 if LONG else 300)]
 
 POINTS = 24 if LONG else 6
 
