@@ -335,3 +335,23 @@ def test_run_never_crashes_on_malformed_notebooks(corpus, tmp_path):
     with ThreadPoolExecutor(max_workers=3) as pool:
         problems = [p for p in pool.map(one, subset) if p]
     assert not problems, "\n".join(problems)
+
+
+def test_a_huge_execution_count_is_not_a_memory_bomb(tmp_path):
+    """Injected: a saved `execution_count` of 10**20 (found by the long corpus: validate then built the
+    list 1..10**20 of missing counts and ate all memory). Checked, under a 2 GiB address-space limit in a
+    subprocess: validate ends within 60 s with exit 0 (the hidden-state guard only warns) and no traceback."""
+    import resource
+
+    nb = json.loads(nbformat.writes(build(BASE_CELLS)))
+    nb["cells"][2]["execution_count"] = 10 ** 20
+    path = tmp_path / "count.ipynb"
+    path.write_text(json.dumps(nb))
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    proc = subprocess.run([*NB2PIPE, "validate", str(path)], env=cli_env(), capture_output=True, text=True,
+                          timeout=60, preexec_fn=limit)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-1500:]
+    assert "code not in this notebook" in proc.stdout + proc.stderr
