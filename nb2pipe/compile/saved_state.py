@@ -56,9 +56,18 @@ def _out_of_order(executed):
     return out
 
 
-def _missing(executed) -> list[int]:
-    counts = {c for _, _, c in executed}
-    return [n for n in range(1, max(counts) + 1) if n not in counts]
+def _missing(executed, limit: int = _LISTED + 1) -> list[int]:
+    """The first `limit` counts in 1..max that no cell holds: enough to list them, and never the range
+    1..max itself (a saved count can be any integer, 10**20 included)."""
+    out, expected = [], 1
+    for count in sorted({c for _, _, c in executed}):
+        while expected < count and len(out) < limit:
+            out.append(expected)
+            expected += 1
+        if len(out) >= limit:
+            break
+        expected = count + 1
+    return out
 
 
 def _cells(entries) -> str:

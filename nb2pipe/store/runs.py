@@ -42,7 +42,7 @@ from nb2pipe.store.rows import (
     put_step,
     resolve,
 )
-from nb2pipe.store.schema import SCHEMA_VERSION, migrate  # noqa: F401  (SCHEMA_VERSION: re-exported)
+from nb2pipe.store.schema import SCHEMA_VERSION, migrate, schema_problems  # noqa: F401  (SCHEMA_VERSION: re-exported)
 
 DB_NAME = "runs.db"
 DEFAULT_BUSY_TIMEOUT = 30.0
@@ -134,6 +134,30 @@ class RunStore:
             yield
         except sqlite3.Error as exc:
             raise self._translate(exc) from exc
+        except UnicodeDecodeError as exc:
+            # The sqlite3 module decodes SQLite's error messages (and TEXT values) as UTF-8; nb2pipe
+            # only ever stores str, so bytes that do not decode come from a damaged file, most often
+            # "malformed database schema (...)" quoting the damaged schema text.
+            raw = exc.object if isinstance(exc.object, bytes) else str(exc).encode()
+            raise self._corrupt(raw.decode("utf-8", "replace")) from exc
+        except json.JSONDecodeError as exc:  # nb2pipe stores json.dumps output: one that does not parse is damage
+            raise self._corrupt(f"a stored record does not parse as JSON: {exc}") from exc
+
+    def _corrupt(self, text: str) -> StoreError:
+        return StoreError(
+            f"the run store {self.db_path} is corrupt ({text}). nb2pipe did not modify it. "
+            f"To recover: keep a copy (cp {self.db_path} {self.db_path}.bak), then try "
+            f"`sqlite3 {self.db_path} .recover | sqlite3 {self.root / 'runs-recovered.db'}` "
+            f"and move the recovered file into place; or move {DB_NAME} aside to start "
+            "an empty run history (stored artifacts are kept)"
+        )
+
+    def _damaged_schema(self) -> list[str]:
+        """schema_problems() of this database (a schema that cannot be read back is damaged too)."""
+        try:
+            return schema_problems(self._c) if self._conn is not None else []
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
+            return [f"its schema does not read back ({exc})"]
 
     def _translate(self, exc: sqlite3.Error) -> Exception:
         text = str(exc)
@@ -144,14 +168,9 @@ class RunStore:
                 f"{self.busy_timeout:g} s ({text}); retry when the other nb2pipe command "
                 "finishes, or raise the busy timeout"
             )
-        if "not a database" in low or "malformed" in low or "corrupt" in low:
-            return StoreError(
-                f"the run store {self.db_path} is corrupt ({text}). nb2pipe did not modify it. "
-                f"To recover: keep a copy (cp {self.db_path} {self.db_path}.bak), then try "
-                f"`sqlite3 {self.db_path} .recover | sqlite3 {self.root / 'runs-recovered.db'}` "
-                f"and move the recovered file into place; or move {DB_NAME} aside to start "
-                "an empty run history (stored artifacts are kept)"
-            )
+        if any(word in low for word in ("not a database", "malformed", "corrupt", "could not decode to utf-8",
+                                        "unsupported file format", "foreign key mismatch")):
+            return self._corrupt(text)
         if any(
             word in low
             for word in (
@@ -161,6 +180,10 @@ class RunStore:
             return StoreIOError(f"cannot write the run store {self.db_path}: {text}")
         if isinstance(exc, sqlite3.IntegrityError):
             return StoreError(f"run store constraint violated in {self.db_path}: {text}")
+        if isinstance(exc, sqlite3.OperationalError) and ("no such" in low or "has no column" in low):
+            damaged = self._damaged_schema()
+            if damaged:  # e.g. "no such column: spec_hash" from a schema whose text was damaged
+                return self._corrupt(f"{text}; {'; '.join(damaged)}")
         return exc  # anything else is a bug in nb2pipe: let it surface as-is
 
     @property
@@ -567,6 +590,7 @@ class RunStore:
             problems = [r[0] for r in c.execute("PRAGMA integrity_check")]
             if problems == ["ok"]:
                 problems = []
+            problems += schema_problems(c)
             for table, rowid, parent, _ in c.execute("PRAGMA foreign_key_check"):
                 problems.append(f"{table} row {rowid} refers to a missing {parent} row")
         return problems

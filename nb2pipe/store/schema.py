@@ -147,6 +147,12 @@ def migrate(conn: sqlite3.Connection, write: Callable[[], AbstractContextManager
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version == SCHEMA_VERSION:
         return
+    if version < 0:
+        raise StoreError(
+            f"the run store {db_path} is corrupt (schema version {version}: its header is damaged). "
+            f"nb2pipe did not modify it; move {db_path.name} aside to start an empty run history "
+            "(stored artifacts are kept)"
+        )
     if version > SCHEMA_VERSION:
         raise StoreError(
             f"{db_path} has schema version {version}, newer than this nb2pipe "
@@ -159,3 +165,40 @@ def migrate(conn: sqlite3.Connection, write: Callable[[], AbstractContextManager
             for statement in STATEMENTS if target == 1 else MIGRATIONS[target]:
                 c.execute(statement)
         c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+_EXPECTED: dict[str, frozenset[str]] | None = None
+
+
+def expected_columns() -> dict[str, frozenset[str]]:
+    """Table -> column names of a database at SCHEMA_VERSION (built once, in memory)."""
+    global _EXPECTED
+    if _EXPECTED is None:
+        conn = sqlite3.connect(":memory:")
+        try:
+            for target in range(1, SCHEMA_VERSION + 1):
+                for statement in STATEMENTS if target == 1 else MIGRATIONS[target]:
+                    conn.execute(statement)
+            _EXPECTED = table_columns(conn)
+        finally:
+            conn.close()
+    return _EXPECTED
+
+
+def table_columns(conn: sqlite3.Connection) -> dict[str, frozenset[str]]:
+    tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    return {t: frozenset(r[1] for r in conn.execute(f'PRAGMA table_info("{t}")')) for t in tables}
+
+
+def schema_problems(conn: sqlite3.Connection) -> list[str]:
+    """Tables or columns of SCHEMA_VERSION the database behind `conn` lacks: a damaged schema (its
+    text is stored in the file like any row, and SQLite's integrity check does not compare it with
+    what nb2pipe created). Empty when every one is there."""
+    have = table_columns(conn)
+    problems = []
+    for table, columns in sorted(expected_columns().items()):
+        if table not in have:
+            problems.append(f"table {table} is missing from the schema")
+        elif columns - have[table]:
+            problems.append(f"table {table} lacks column(s) {', '.join(sorted(columns - have[table]))}")
+    return problems
