@@ -2,6 +2,7 @@
  * The step editor: a dialog on the active cell that edits its nb2pipe tags (step, after, roles,
  * options) in the standard `tags` metadata, and shows what every tag means (Kale aliases too).
  */
+import { el } from './dom';
 import { Dialog, showDialog } from '@jupyterlab/apputils';
 import { Widget } from '@lumino/widgets';
 
@@ -17,20 +18,6 @@ import {
 
 let uid = 0;
 
-function el<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  cls?: string,
-  text?: string
-): HTMLElementTagNameMap[K] {
-  const e = document.createElement(tag);
-  if (cls) {
-    e.className = cls;
-  }
-  if (text !== undefined) {
-    e.textContent = text;
-  }
-  return e;
-}
 
 export class StepEditorBody extends Widget implements Dialog.IBodyWidget<ITagState> {
   private _state: ITagState;

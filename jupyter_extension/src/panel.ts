@@ -3,6 +3,7 @@
  * plan, the parameters form, the run buttons, the node detail and the run history with compare.
  * Everything that comes from a notebook or a run is set with textContent.
  */
+import { el } from './dom';
 import { Widget } from '@lumino/widgets';
 
 import { NotebookPipeline } from './controller';
@@ -33,20 +34,6 @@ export interface IPanelActions {
   editTags(): void;
 }
 
-function el<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  cls?: string,
-  text?: string
-): HTMLElementTagNameMap[K] {
-  const e = document.createElement(tag);
-  if (cls) {
-    e.className = cls;
-  }
-  if (text !== undefined) {
-    e.textContent = text;
-  }
-  return e;
-}
 
 function svg<K extends keyof SVGElementTagNameMap>(
   tag: K,

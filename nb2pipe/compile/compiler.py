@@ -12,7 +12,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nb2pipe.compile.dataflow import BUILTIN_NAMES, CellSyntaxError, StepFlow, metric_names, parameter_assignments
+from nb2pipe.compile.dataflow import BUILTIN_NAMES, CellSyntaxError, StepFlow
+from nb2pipe.compile.declarations import metric_names, parameter_assignments
 from nb2pipe.compile.notebook import Notebook, read_notebook
 from nb2pipe.compile.saved_state import saved_state_warnings
 from nb2pipe.compile.steps import StepSource, default_step_name, split_steps

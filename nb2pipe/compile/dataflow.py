@@ -29,6 +29,7 @@ import builtins
 import warnings
 from dataclasses import dataclass, field
 
+from nb2pipe.compile.mutation import call_mutations, root_name
 from nb2pipe.errors import Nb2pipeError
 
 # Names every IPython kernel provides; reading them never makes an input.
@@ -418,7 +419,7 @@ class _TopLevel:
 
     def _modified(self, node: ast.expr) -> None:
         """A store into `x[...]`, `x.a`, `x.a[...]`...: `x` may change in place."""
-        root = _root_name(node)
+        root = root_name(node)
         if root is not None and not self.read_only:
             self.flow.modify(root)
 
@@ -443,7 +444,7 @@ class _TopLevel:
         for fn in _lambdas(node):
             self._free_reads(fn)
         if not self.read_only:
-            for name, owner in _call_mutations(node):
+            for name, owner in call_mutations(node):
                 self.flow.modify(name, via=owner)
 
     def _free_reads(self, fn) -> None:
@@ -537,63 +538,6 @@ def _expr_names_lines(node: ast.expr) -> tuple[list[str], list[str], list[int]]:
 
     visit(node, frozenset())
     return reads, walrus, lines
-
-
-# Builtins (and IPython's display) that never change their arguments: passing a name to them is
-# no in-place change. Methods by these names are taken as read-only too (pandas, numpy, sklearn).
-_PURE_CALLS = frozenset({
-    "print", "len", "repr", "str", "type", "isinstance", "issubclass", "id", "hash", "sorted", "list", "tuple",
-    "dict", "set", "frozenset", "sum", "min", "max", "any", "all", "enumerate", "zip", "range", "abs", "round",
-    "format", "bool", "int", "float", "complex", "bytes", "reversed", "map", "filter", "getattr", "hasattr",
-    "dir", "callable", "display", "iter", "divmod", "pow", "ascii", "chr", "ord", "bin", "hex", "oct",
-})
-_READ_ONLY_METHODS = frozenset({
-    "head", "tail", "describe", "copy", "to_numpy", "to_list", "tolist", "to_dict", "to_json", "to_csv",
-    "to_string", "mean", "median", "std", "var", "sum", "min", "max", "count", "nunique", "unique",
-    "value_counts", "isna", "isnull", "notna", "any", "all", "get", "keys", "values", "items", "index",
-    "predict", "predict_proba", "predict_log_proba", "decision_function", "score", "transform",
-    "get_params", "astype", "reshape", "flatten", "ravel", "round", "sample", "groupby", "query", "filter",
-    "select_dtypes", "drop_duplicates", "dropna", "fillna", "rename", "merge", "join", "format", "startswith",
-    "endswith", "split", "strip", "lower", "upper", "replace", "encode", "decode", "info", "plot", "hist",
-    "corr", "cov", "argmax", "argmin", "dot", "quantile", "cumsum", "diff", "shift", "memory_usage",
-})
-# Methods above that change the object anyway when asked to (pandas' inplace=True).
-_INPLACE_KEYWORD = "inplace"
-
-
-def _root_name(node: ast.expr) -> str | None:
-    while isinstance(node, (ast.Attribute, ast.Subscript, ast.Starred)):
-        node = node.value
-    return node.id if isinstance(node, ast.Name) else None
-
-
-def _call_mutations(node: ast.expr) -> list[tuple[str, str | None]]:
-    """Names a call in this expression may change in place, each with the name the called
-    function hangs off (None: a method of the name itself, or a plain function): the object of a
-    method call, the names passed to a function (`f(df)`, `random.shuffle(items)`); the caller
-    keeps an argument of `obj.method(...)` only when `obj` is a module. Lambda bodies run later,
-    if ever: not looked into."""
-    found: list[tuple[str, str | None]] = []
-    stack: list[ast.AST] = [node]
-    while stack:
-        n = stack.pop()
-        if isinstance(n, ast.Lambda):
-            continue
-        if isinstance(n, ast.Call):
-            inplace = any(k.arg == _INPLACE_KEYWORD and not (isinstance(k.value, ast.Constant) and not k.value.value)
-                          for k in n.keywords)
-            func = n.func
-            owner = _root_name(func.value) if isinstance(func, ast.Attribute) else None
-            if owner is not None and (func.attr not in _READ_ONLY_METHODS or inplace):
-                found.append((owner, None))
-            pure = isinstance(func, ast.Name) and func.id in _PURE_CALLS
-            if not pure and (isinstance(func, ast.Name) or owner is not None):
-                for arg in [*n.args, *(k.value for k in n.keywords)]:
-                    root = _root_name(arg) if isinstance(arg, (ast.Name, ast.Starred)) else None
-                    if root is not None:
-                        found.append((root, owner))
-        stack.extend(ast.iter_child_nodes(n))
-    return found
 
 
 def _lambdas(node: ast.expr) -> list[ast.Lambda]:
@@ -703,92 +647,3 @@ def _function_globals_assigned(fn) -> set[str]:
         elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and n is not fn:
             assigned.add(n.name)
     return declared & assigned
-
-
-def literal_assignments(source: str) -> list[tuple[str, object, int]] | tuple[str, int]:
-    """For a parameters/metrics-style cell: [(name, literal value, line)] or (first problem, line)."""
-    found, problems, _names = parameter_assignments(source)
-    return problems[0][:2] if problems else found
-
-
-def parameter_assignments(source: str) -> tuple[list[tuple[str, object, int]], list[tuple[str, int, str]], set[str]]:
-    """Every literal assignment of a parameters cell [(name, value, line)], every problem
-    [(message, line, kind)] (kind "syntax" or "literal"), and every name the cell assigns (a
-    name whose value is no literal is still defined when the cell runs)."""
-    try:
-        tree = parse_cell(source)
-    except CellSyntaxError as exc:
-        return [], [(f"syntax error: {exc}", exc.line or 1, "syntax")], set()
-    out, problems, names = [], [], set()
-    for node in tree.body:
-        for sub in ast.walk(node):
-            if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
-                names.add(sub.id)
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            target, value = node.targets[0].id, node.value
-        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
-            target, value = node.target.id, node.value
-        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
-            continue  # a docstring-like comment string
-        else:
-            problems.append(("only plain assignments of literal values (NAME = 1, NAME = 'text', "
-                             "NAME = [1, 2]) are allowed here", node.lineno, "literal"))
-            continue
-        try:
-            literal = ast.literal_eval(value)
-        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-            problems.append((f"the value of '{target}' is not a literal", node.lineno, "literal"))
-            continue
-        out.append((target, literal, node.lineno))
-    return out, problems, names
-
-
-def _printed_name(node: ast.stmt) -> ast.Name | None:
-    """`print(name)` (Kale's metrics line): the Name, else None."""
-    if (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name)
-            and node.value.func.id == "print" and len(node.value.args) == 1 and not node.value.keywords
-            and isinstance(node.value.args[0], ast.Name)):
-        return node.value.args[0]
-    return None
-
-
-def report_only_names(source: str) -> list[str] | None:
-    """The names of a cell made only of `print(name)` and bare `name` lines (a Kale
-    pipeline-metrics cell: it computes nothing), in order; None for any other cell."""
-    try:
-        tree = parse_cell(source)
-    except CellSyntaxError:
-        return None
-    names: list[str] = []
-    for node in tree.body:
-        named = _printed_name(node) or (node.value if isinstance(node, ast.Expr) and
-                                        isinstance(node.value, ast.Name) else None)
-        if named is None:
-            return None
-        if named.id not in names:
-            names.append(named.id)
-    return names or None
-
-
-def metric_names(source: str, printed: bool = False) -> list[str]:
-    """Names a metrics cell reports: its top-level scalar assignments and (Kale style) bare names;
-    with `printed` (a Kale pipeline-metrics cell) also its `print(name)` lines."""
-    try:
-        tree = parse_cell(source)
-    except CellSyntaxError:
-        return []
-    names: list[str] = []
-    for node in tree.body:
-        targets: list[ast.expr] = []
-        if printed and _printed_name(node) is not None:
-            targets = [_printed_name(node)]
-        elif isinstance(node, ast.Assign):
-            targets = node.targets
-        elif isinstance(node, (ast.AnnAssign, ast.AugAssign)) and node.value is not None:
-            targets = [node.target]
-        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Name):
-            targets = [node.value]
-        for t in targets:
-            if isinstance(t, ast.Name) and t.id not in names:
-                names.append(t.id)
-    return names

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nb2pipe.compile.dataflow import report_only_names
+from nb2pipe.compile.declarations import report_only_names
 from nb2pipe.compile.notebook import cell_source
 from nb2pipe.compile.tags import CODE, PARAMETERS, SETUP, SKIP, CellAnnotation
 from nb2pipe.errors import Diagnostic

@@ -141,7 +141,7 @@ class RunsHandler(Nb2pipeHandler):
         for record in records:
             summary = views.summary_view(record, root_dir)
             worker = self.lab.manager.runs.get(record.id)
-            summary["live"] = record.status.value == "running" and (worker.live if worker else True)
+            summary["live"] = views.live(record, worker)
             runs.append(summary)
         self.answer({"runs": runs})
 
@@ -180,7 +180,7 @@ class RunHandler(Nb2pipeHandler):
         if record is None:
             return json.dumps(worker.summary(), allow_nan=False, default=str).encode()
         out = views.run_view(record, self.lab.settings.root_dir)
-        out["live"] = record.status.value == "running" and (worker.live if worker else True)
+        out["live"] = views.live(record, worker)
         out["current"] = dict(worker.current) if worker else {}
         if worker and worker.live and worker.cancel_requested:
             out["cancelling"] = True
@@ -214,7 +214,7 @@ class StepLogHandler(Nb2pipeHandler):
         if record is None:
             self.answer({"text": "", "offset": 0, "done": False})
             return
-        live = worker.live if worker else record.status.value == "running"
+        live = views.live(record, worker)
         self.answer(await self.lab.off_loop(views.step_log, root, record, step, offset, live))
 
 

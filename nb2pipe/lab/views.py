@@ -170,6 +170,12 @@ def run_record(root: Path, run_id: str) -> RunRecord | None:
             return None
 
 
+def live(record: RunRecord, worker) -> bool:
+    """Whether a recorded run is still going: its record says running and, for a run this server
+    started, its worker has not reported a final status (the record can lag behind the worker)."""
+    return record.status.value == "running" and (worker.live if worker is not None else True)
+
+
 def step_status(step) -> str:
     """A step's state as the run events (and the browser) name it: queued, ..., cancelled."""
     from nb2pipe.execution.events import step_event_status

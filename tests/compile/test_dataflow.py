@@ -8,7 +8,8 @@ import warnings
 
 import pytest
 
-from nb2pipe.compile.dataflow import CellSyntaxError, StepFlow, literal_assignments, metric_names, parse_cell
+from nb2pipe.compile.dataflow import CellSyntaxError, StepFlow, parse_cell
+from nb2pipe.compile.declarations import literal_assignments, metric_names
 
 
 def flow(*cells: str) -> StepFlow:
