@@ -38,7 +38,7 @@ def test_every_exception_class_derives_from_the_root_and_has_an_exit_code():
 
 @pytest.mark.parametrize("name, code", [
     ("nb2pipe.model.graph:GraphCycle", ExitCode.INVALID),
-    ("nb2pipe.compile.dataflow:CellSyntaxError", ExitCode.INVALID),
+    ("nb2pipe.compile.source:CellSyntaxError", ExitCode.INVALID),
     ("nb2pipe.runtime.kernels:KernelStartError", ExitCode.KERNEL_DIED),
     ("nb2pipe.artifacts.serializers:UnsupportedValue", ExitCode.STEP_FAILED),
     ("nb2pipe.runtime.stepio:StepOutputMissing", ExitCode.STEP_FAILED),

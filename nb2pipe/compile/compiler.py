@@ -12,10 +12,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nb2pipe.compile.dataflow import BUILTIN_NAMES, CellSyntaxError, StepFlow
+from nb2pipe.compile.dataflow import BUILTIN_NAMES, StepFlow
 from nb2pipe.compile.declarations import metric_names, parameter_assignments
 from nb2pipe.compile.notebook import Notebook, read_notebook
 from nb2pipe.compile.saved_state import saved_state_warnings
+from nb2pipe.compile.source import CellSyntaxError
 from nb2pipe.compile.steps import StepSource, default_step_name, split_steps
 from nb2pipe.compile.tags import CODE, METRICS_TAG, RAISES_EXCEPTION_TAG, SKIP_EXECUTION_TAG, annotate
 from nb2pipe.errors import Diagnostic, PipelineInvalid, UsageError

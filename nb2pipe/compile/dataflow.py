@@ -26,11 +26,10 @@ from __future__ import annotations
 
 import ast
 import builtins
-import warnings
 from dataclasses import dataclass, field
 
 from nb2pipe.compile.mutation import call_mutations, root_name
-from nb2pipe.errors import Nb2pipeError
+from nb2pipe.compile.source import TOO_DEEP, CellSyntaxError, cell_statements, parse_cell
 
 # Names every IPython kernel provides; reading them never makes an input.
 IPYTHON_NAMES = frozenset(
@@ -43,16 +42,6 @@ BUILTIN_NAMES = frozenset(dir(builtins)) | IPYTHON_NAMES
 # reads them (timeit runs the statement in its own function scope).
 CODE_LINE_MAGICS = {"time": "exec", "prun": "exec", "debug": "exec", "timeit": "read"}
 CODE_CELL_MAGICS = {"time": "exec", "prun": "exec", "capture": "exec", "debug": "exec", "timeit": "read"}
-
-
-class CellSyntaxError(Nb2pipeError):
-    """A cell is not valid Python (after IPython's transforms); `line` is 1-based, within the cell.
-
-    The compiler reports it as a diagnostic of the cell (exit 2)."""
-
-    def __init__(self, message: str, line: int | None):
-        super().__init__(message)
-        self.line = line
 
 
 @dataclass
@@ -79,14 +68,18 @@ class StepFlow:
     def add_cell(self, source: str, cell_index: int, *, exec_: bool = True) -> None:
         """Analyse one cell's source. Raises CellSyntaxError."""
         self._cell = cell_index
-        tree = parse_cell(source)
         self._magics_in(source)
         visitor = _TopLevel(self, read_only=not exec_)
+        dynamic: set[tuple[int, str]] = set()
+        scan = any(hint in source for hint in _DYNAMIC_HINTS)  # two tree walks saved on most cells
         try:
-            self.dynamic.extend((cell_index, line, what) for line, what in dynamic_code(tree))
-            visitor.block(tree.body)
+            for stmt in cell_statements(source, names_only=True):  # a big cell comes in chunks
+                if scan:
+                    dynamic.update(dynamic_code(stmt))
+                visitor.stmt(stmt)
         except RecursionError:
             raise CellSyntaxError(TOO_DEEP, None) from None
+        self.dynamic.extend((cell_index, line, what) for line, what in sorted(dynamic))
 
     def outputs(self) -> list[str]:
         return [n for n in self.defines if n not in self.deleted]
@@ -163,30 +156,6 @@ class StepFlow:
                 self.function_lines[name] = line
 
 
-def parse_cell(source: str) -> ast.Module:
-    """IPython-transform then parse one cell; CellSyntaxError carries the line number."""
-    from IPython.core.inputtransformer2 import TransformerManager
-
-    try:
-        python = TransformerManager().transform_cell(source)
-    except Exception as exc:  # the transformer chokes on some malformed magics
-        raise CellSyntaxError(f"cannot read IPython syntax: {exc}", None) from None
-    try:
-        with warnings.catch_warnings():  # e.g. "invalid escape sequence" in the user's code
-            warnings.simplefilter("ignore")
-            return ast.parse(python)
-    except SyntaxError as exc:
-        raise CellSyntaxError(exc.msg or "invalid syntax", exc.lineno) from None
-    except (RecursionError, MemoryError):  # a 5,000-term sum, 20,000 chained attributes...
-        raise CellSyntaxError(TOO_DEEP, None) from None
-    except UnicodeEncodeError as exc:  # a lone surrogate: text no Python file can hold
-        line = python.count("\n", 0, exc.start) + 1
-        raise CellSyntaxError(f"invalid Unicode: a lone surrogate character ({python[exc.start]!r}) cannot be "
-                              "Python source", line) from None
-    except ValueError as exc:  # "source code string cannot contain null bytes"
-        raise CellSyntaxError(str(exc), None) from None
-
-
 # Magics that define no name in the user namespace (or whose code nb2pipe analyses itself). Any
 # other magic (%run, %store -r, %pylab, %sql ... <<, %%bash --out x) may define names unseen.
 QUIET_MAGICS = frozenset({
@@ -201,6 +170,8 @@ QUIET_MAGICS = frozenset({
     "latex", "markdown", "svg", "python", "python3", "perl", "ruby", "bash", "sh", "script", "notebook", "code_wrap",
 })
 _STREAM_OPTIONS = ("--out", "--err", "--proc")  # %%bash --out x: binds x
+# What dynamic_code finds is spelled with one of these (a magic only comes from a `%` escape).
+_DYNAMIC_HINTS = ("exec", "globals", "locals", "vars", "get_ipython", "%")
 
 
 def dynamic_code(tree: ast.AST, offset: int = 0) -> list[tuple[int, str]]:
@@ -235,10 +206,6 @@ def dynamic_code(tree: ast.AST, offset: int = 0) -> list[tuple[int, str]]:
             if node.id in ("exec", "globals", "get_ipython") or node.id in ("locals", "vars") and id(node) in no_args:
                 found.append((getattr(node, "lineno", 1) + offset, f"{node.id}()"))
     return sorted(set(found))
-
-
-TOO_DEEP = ("the cell nests too deeply or is too long for Python's parser (split the expression, "
-            "e.g. into several statements)")
 
 
 def magic_call(node: ast.AST) -> tuple[str, str, str] | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ast
 
-from nb2pipe.compile.dataflow import CellSyntaxError, parse_cell
+from nb2pipe.compile.source import CellSyntaxError, cell_statements
 
 
 def literal_assignments(source: str) -> list[tuple[str, object, int]] | tuple[str, int]:
@@ -23,11 +23,11 @@ def parameter_assignments(source: str) -> tuple[list[tuple[str, object, int]], l
     [(message, line, kind)] (kind "syntax" or "literal"), and every name the cell assigns (a
     name whose value is no literal is still defined when the cell runs)."""
     try:
-        tree = parse_cell(source)
+        body = list(cell_statements(source))  # a parameters cell is small: exact values, no skeleton
     except CellSyntaxError as exc:
         return [], [(f"syntax error: {exc}", exc.line or 1, "syntax")], set()
     out, problems, names = [], [], set()
-    for node in tree.body:
+    for node in body:
         for sub in ast.walk(node):
             if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
                 names.add(sub.id)
@@ -62,40 +62,38 @@ def _printed_name(node: ast.stmt) -> ast.Name | None:
 def report_only_names(source: str) -> list[str] | None:
     """The names of a cell made only of `print(name)` and bare `name` lines (a Kale
     pipeline-metrics cell: it computes nothing), in order; None for any other cell."""
+    names: list[str] = []
     try:
-        tree = parse_cell(source)
+        for node in cell_statements(source, names_only=True):
+            named = _printed_name(node) or (node.value if isinstance(node, ast.Expr) and
+                                            isinstance(node.value, ast.Name) else None)
+            if named is None:
+                return None
+            if named.id not in names:
+                names.append(named.id)
     except CellSyntaxError:
         return None
-    names: list[str] = []
-    for node in tree.body:
-        named = _printed_name(node) or (node.value if isinstance(node, ast.Expr) and
-                                        isinstance(node.value, ast.Name) else None)
-        if named is None:
-            return None
-        if named.id not in names:
-            names.append(named.id)
     return names or None
 
 
 def metric_names(source: str, printed: bool = False) -> list[str]:
     """Names a metrics cell reports: its top-level scalar assignments and (Kale style) bare names;
     with `printed` (a Kale pipeline-metrics cell) also its `print(name)` lines."""
+    names: list[str] = []
     try:
-        tree = parse_cell(source)
+        for node in cell_statements(source, names_only=True):
+            targets: list[ast.expr] = []
+            if printed and _printed_name(node) is not None:
+                targets = [_printed_name(node)]
+            elif isinstance(node, ast.Assign):
+                targets = node.targets
+            elif isinstance(node, (ast.AnnAssign, ast.AugAssign)) and node.value is not None:
+                targets = [node.target]
+            elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Name):
+                targets = [node.value]
+            for t in targets:
+                if isinstance(t, ast.Name) and t.id not in names:
+                    names.append(t.id)
     except CellSyntaxError:
         return []
-    names: list[str] = []
-    for node in tree.body:
-        targets: list[ast.expr] = []
-        if printed and _printed_name(node) is not None:
-            targets = [_printed_name(node)]
-        elif isinstance(node, ast.Assign):
-            targets = node.targets
-        elif isinstance(node, (ast.AnnAssign, ast.AugAssign)) and node.value is not None:
-            targets = [node.target]
-        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Name):
-            targets = [node.value]
-        for t in targets:
-            if isinstance(t, ast.Name) and t.id not in names:
-                names.append(t.id)
     return names

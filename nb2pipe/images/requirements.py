@@ -107,16 +107,16 @@ def analyse(spec: PipelineSpec, notebook_path: str | Path, extra_distributions: 
 
 # --- imports ------------------------------------------------------------------------------
 def _cell_imports(spec: PipelineSpec) -> list[ImportSite]:
-    from nb2pipe.compile.dataflow import CellSyntaxError, parse_cell
+    from nb2pipe.compile.source import CellSyntaxError, cell_statements
 
     sites: list[ImportSite] = []
     cells = list(spec.setup) + [c for s in spec.steps for c in s.cells]
     for cell in cells:
         try:
-            tree = parse_cell(cell.source)
+            for stmt in cell_statements(cell.source, names_only=True):  # a big cell comes in chunks
+                sites += [ImportSite(m, cell.index, "cell", g) for m, g in _imports_in(stmt)]
         except CellSyntaxError:
             continue  # compile already refused or reported it
-        sites += [ImportSite(m, cell.index, "cell", g) for m, g in _imports_in(tree)]
     for step in spec.steps:  # replayed upstream imports are cell sources too, but cheap to add
         for stmt in step.imports:
             try:
@@ -129,7 +129,8 @@ def _cell_imports(spec: PipelineSpec) -> list[ImportSite]:
 def _imports_in(tree: ast.AST) -> list[tuple[str, bool]]:
     """(module, guarded) for every absolute import anywhere in `tree`, incl. functions and
     `importlib.import_module("x")` / `__import__("x")` with a literal name."""
-    from nb2pipe.compile.dataflow import CODE_CELL_MAGICS, CODE_LINE_MAGICS, CellSyntaxError, magic_call, parse_cell
+    from nb2pipe.compile.dataflow import CODE_CELL_MAGICS, CODE_LINE_MAGICS, magic_call
+    from nb2pipe.compile.source import CellSyntaxError, parse_cell
 
     found: list[tuple[str, bool]] = []
 

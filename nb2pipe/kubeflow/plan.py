@@ -212,7 +212,8 @@ def _json_problem(value) -> str | None:
 def _setup_parameters(spec) -> set[str]:
     """Parameters the setup cells read (e.g. a helper function using `threshold`): setup runs in
     every step, so every step takes them."""
-    from nb2pipe.compile.dataflow import CellSyntaxError, StepFlow
+    from nb2pipe.compile.dataflow import StepFlow
+    from nb2pipe.compile.source import CellSyntaxError
 
     names = {p.name for p in spec.parameters}
     if not names or not spec.setup:

@@ -8,8 +8,9 @@ import warnings
 
 import pytest
 
-from nb2pipe.compile.dataflow import CellSyntaxError, StepFlow, parse_cell
+from nb2pipe.compile.dataflow import StepFlow
 from nb2pipe.compile.declarations import literal_assignments, metric_names
+from nb2pipe.compile.source import CellSyntaxError, parse_cell
 
 
 def flow(*cells: str) -> StepFlow:

@@ -355,3 +355,35 @@ def test_a_huge_execution_count_is_not_a_memory_bomb(tmp_path):
                           timeout=60, preexec_fn=limit)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-1500:]
     assert "code not in this notebook" in proc.stdout + proc.stderr
+
+
+def test_a_10_mb_cell_is_read_in_bounded_memory(tmp_path):
+    """A 10 MB cell (100,000 statements and a data literal of a million numbers) once took 4.3 GB:
+    CPython's parser needs ~200 bytes per byte of code. Under a 1 GiB address-space limit, validate
+    and inspect --json read it (in chunks of statements, the literal as a skeleton) and see its
+    data flow: `b` reads `table` and `v99999`, which the big cell defines."""
+    import resource
+
+    big = "".join(f"v{i} = {i} * 2\n" for i in range(100_000))
+    big += "table = [" + ", ".join(str(i) for i in range(1_100_000)) + "]\n"
+    assert len(big) > 10_000_000
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("import math", metadata={"tags": ["step:a"]}),
+        nbformat.v4.new_code_cell(big),
+        nbformat.v4.new_code_cell("print(len(table), v99999)", metadata={"tags": ["step:b"]}),
+    ])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = tmp_path / "big.ipynb"
+    nbformat.write(nb, path)
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    proc = subprocess.run([*NB2PIPE, "validate", str(path)], env=cli_env(), capture_output=True, text=True,
+                          timeout=240, preexec_fn=limit)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-1500:]
+    proc = subprocess.run([*NB2PIPE, "inspect", "--json", str(path)], env=cli_env(), capture_output=True,
+                          text=True, timeout=240, preexec_fn=limit)
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    step_b = json.loads(proc.stdout)["steps"][1]
+    assert sorted(i["name"] for i in step_b["inputs"]) == ["table", "v99999"]
