@@ -122,7 +122,7 @@ def load(name: str, run: str | None = None, store=None, notebook=None):
     from nb2pipe.store.workspace import existing_store
 
     root = existing_store(store_root(notebook, store), fix="pass store=..., or run the pipeline first")
-    with RunStore(root) as runs:
+    with RunStore(root, reader=True) as runs:
         ref = runs.find_artifact(name, run_id=run, notebook=str(notebook) if notebook else None)
     objects = ObjectStore(root)
     if not objects.verify(ref.sha256):

@@ -64,7 +64,7 @@ def load_baseline_run(ref: str, roots: list[Path]) -> Baseline:
             tried.append(f"{root} (no runs)")
             continue
         try:
-            with RunStore(root) as runs:
+            with RunStore(root, reader=True) as runs:
                 record = runs.get_run(ref)
         except UsageError as exc:
             tried.append(f"{root} ({exc})")

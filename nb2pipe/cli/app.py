@@ -45,7 +45,9 @@ def error_object(exc: Nb2pipeError) -> dict:
 
 
 def quiet_libraries() -> None:
-    for name in ("papermill", "nbclient", "traitlets", "jupyter_client"):
+    # asyncio: "Task was destroyed but it is pending!" from a kernel client cut off when a command
+    # ends on an error (the error itself is reported in one line).
+    for name in ("papermill", "nbclient", "traitlets", "jupyter_client", "asyncio"):
         log = logging.getLogger(name)
         log.addHandler(logging.NullHandler())
         log.propagate = False
@@ -58,13 +60,14 @@ def main() -> None:
     quiet_libraries()
 
 
-def open_store(store, notebook):
+def open_store(store, notebook, reader: bool = True):
+    """The run store of a command that needs one to exist; a `reader` can read a read-only one."""
     from nb2pipe.store.runs import RunStore
     from nb2pipe.store.workspace import existing_store, store_root
 
     root = store_root(notebook, store)
     existing_store(root)
-    return RunStore(root)
+    return RunStore(root, reader=reader)
 
 
 def store_option(fn):

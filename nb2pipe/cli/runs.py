@@ -174,7 +174,7 @@ def runs_show(run_id, store, notebook, html_dir, as_json):
         out.print(Text(f"{s.name}:", style="bold"))
         if s.error and s.status.value == "failed":
             (first, style), *context = failure_lines(s.error)
-            out.print(Text("  failed ") + Text(first, style=style))
+            out.print(Text("  failed" + (" " if first.startswith("at ") else ": ")) + Text(first, style=style))
         if s.output_notebook:
             out.print(Text(f"  notebook: {openable(root, s.output_notebook)}"))
             if s.attempts:
@@ -260,7 +260,7 @@ def runs_tag(run_id, label, remove, store, notebook):
     """Label RUN (e.g. `baseline`, `paper-v2`) to find it again with `runs list --tag LABEL`."""
     if not re.fullmatch(r"[\w.:/@+-]{1,64}", label):
         raise UsageError(f"label {label!r}: use up to 64 letters, digits and . _ : / @ + -")
-    with open_store(store, notebook) as rs:
+    with open_store(store, notebook, reader=False) as rs:
         found = rs.tag_run(run_id, label, remove=remove)
     click.echo(f"{'removed' if remove else 'tagged'} {found} {label}")
 

@@ -70,7 +70,7 @@ def make_plan(nb: Notebook, spec: PipelineSpec, parameters: dict, root: Path, *,
 
     digests = _image_digests(spec, executor)
     serializers = {s.name: str(s.version) for s in artifacts.default_registry.values()}
-    with Workspace(root) as ws:
+    with Workspace(root, reader=True) as ws:  # a plan only reads: a read-only store will do
         env = fingerprint(ws.root)
         planner = _Planner(nb, spec, ws, parameters, env, serializers, digests, cache, forced, from_step, set(selected))
         return Plan(nb.path, executor, [planner.step(name) for name in order])

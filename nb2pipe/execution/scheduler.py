@@ -24,6 +24,7 @@ Design
 from __future__ import annotations
 
 import enum
+import errno
 import json
 import logging
 import os
@@ -35,11 +36,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nb2pipe.compile.notebook import Notebook
-from nb2pipe.errors import ExitCode, Nb2pipeError, StoreError, UsageError
+from nb2pipe.errors import ExitCode, Nb2pipeError, StoreError, StoreIOError, UsageError
 from nb2pipe.execution.events import EventBus, run_ended_event, run_started_event, step_event
 from nb2pipe.execution.executor import Attempt, Executor
 from nb2pipe.model.graph import StepGraph
-from nb2pipe.model.records import ArtifactRef, Metric, RunRecord, RunStatus, Status, StepError, StepRecord
+from nb2pipe.model.records import (
+    STORE_IO_REASONS,
+    ArtifactRef,
+    Metric,
+    RunRecord,
+    RunStatus,
+    Status,
+    StepError,
+    StepRecord,
+)
 from nb2pipe.model.spec import ComponentSpec, PipelineSpec
 from nb2pipe.store.cache import recorded_value, step_cache_key
 from nb2pipe.store.workspace import LOG_NAME, Workspace
@@ -49,6 +59,21 @@ logger = logging.getLogger("nb2pipe.scheduler")
 # A cached object is re-hashed before its step's result is reused when it is at most this big;
 # bigger ones are checked by size (re-reading gigabytes would cost more than the cache saves).
 REHASH_LIMIT = 256 * 1024 * 1024
+
+
+# An OSError with one of these, from writing the attempt folder, is the store's fault (exit 74).
+_STORE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO})
+
+
+def _attempt_failure(exc: Exception) -> StepError:
+    """The step's error when nb2pipe's side of an attempt raised: the store (the attempt folder,
+    the executed notebook, the log, the object store) being full or read-only, or else a bug in
+    nb2pipe, which fails the step and lets the run go on."""
+    if isinstance(exc, StoreIOError):
+        return StepError.store_io(str(exc))
+    if isinstance(exc, OSError) and exc.errno in _STORE_ERRNOS:
+        return StepError.store_io(f"cannot write {exc.filename or 'the store'}: {exc.strerror or exc}")
+    return StepError("error", f"nb2pipe could not run the step: {type(exc).__name__}: {exc}")
 
 
 @dataclass
@@ -369,14 +394,14 @@ class Scheduler:
             self._record(rec)  # running, attempt N
             try:
                 outcome = self._attempt(comp, rec, inputs, number, attempt_dir)
-            except Exception as exc:  # a bug or an I/O error in nb2pipe itself: fail the step, keep going
-                outcome = StepError("error", f"nb2pipe could not run the step: {type(exc).__name__}: {exc}")
+            except Exception as exc:
+                outcome = _attempt_failure(exc)
             if outcome is None:
                 rec.status, rec.error = Status.SUCCEEDED, None
                 break
             rec.error = outcome
-            if self.cancelled or outcome.reason == "cancelled":
-                break
+            if self.cancelled or outcome.reason == "cancelled" or outcome.reason in STORE_IO_REASONS:
+                break  # another attempt would meet the same full or read-only store
         if rec.status != Status.SUCCEEDED:
             rec.status = Status.FAILED
             if self.cancelled and rec.error and rec.error.reason in ("kernel_died", "error"):
@@ -456,7 +481,9 @@ class Scheduler:
                 code, reason = ExitCode.INTERRUPTED, "cancelled"
         elif Status.FAILED in statuses:
             status = RunStatus.FAILED
-            if "kernel_died" in reasons:
+            if reasons & STORE_IO_REASONS:
+                code, reason = ExitCode.IO_ERROR, sorted(reasons & STORE_IO_REASONS)[0]
+            elif "kernel_died" in reasons:
                 code, reason = ExitCode.KERNEL_DIED, "kernel_died"
             elif "timeout" in reasons:
                 code, reason = ExitCode.TIMEOUT, "timeout"

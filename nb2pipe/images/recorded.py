@@ -31,7 +31,7 @@ def pipeline_image(notebook, spec, store=None) -> str:
     if (Path(root) / "runs.db").exists():
         from nb2pipe.store.runs import RunStore
 
-        with RunStore(root) as runs:
+        with RunStore(root, reader=True) as runs:
             found = runs.built_image(str(notebook), spec.spec_hash)
         if found is not None:
             return found["tag"]

@@ -71,7 +71,7 @@ def artifact_types_from_store(notebook_path, spec, store=None, warn=None) -> dic
         from nb2pipe.store.runs import RunStore
 
         try:
-            with RunStore(root) as runs:
+            with RunStore(root, reader=True) as runs:
                 for comp in wanted:
                     refs = {r.name: r for r in runs.latest_outputs(str(notebook_path), comp.name) or []}
                     for var in comp.outputs:

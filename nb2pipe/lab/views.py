@@ -153,7 +153,7 @@ def _store(root: Path):
 
     if not (root / DB_NAME).is_file():  # no run yet: reading must not create a store
         return None
-    return RunStore(root)
+    return RunStore(root, reader=True)
 
 
 def run_record(root: Path, run_id: str) -> RunRecord | None:

@@ -160,6 +160,19 @@ class StepError:
             line=d.get("line"),
         )
 
+    @classmethod
+    def store_io(cls, message: str, **located) -> StepError:
+        """The store could not be read or written while the step ran (disk full, read-only):
+        no fault of the step's code, so its run exits 74 and the step is not retried."""
+        full = any(s in message for s in ("No space left", "Disk quota", "disk is full", "database or disk is full"))
+        fix = ("free space on the store's disk" if full else "make the store writable") + \
+            " (or pass --store with another folder), then run again: finished steps are reused"
+        return cls("enospc" if full else "store_io", f"{message}; {fix}", **located)
+
+
+# Step failures caused by the store, not the step (exit 74).
+STORE_IO_REASONS = frozenset({"enospc", "store_io"})
+
 
 @dataclass
 class StepRecord:

@@ -13,6 +13,7 @@ from pathlib import Path
 import nbformat
 
 from nb2pipe.compile.tags import PAPERMILL_ERROR_TAG, RAISES_EXCEPTION_TAG
+from nb2pipe.errors import StoreIOError
 from nb2pipe.model.records import StepError
 from nb2pipe.runtime.stepio import StepOutputMissing, StepOutputUnserializable
 from nb2pipe.runtime.stepnb import SAVE_TAG, own_cell_positions
@@ -56,6 +57,9 @@ def cell_error(partial: Path, exc) -> StepError | None:
             return StepError(_SAVE_CELL_REASONS[ename], evalue, None, None, ename, evalue,
                              plain_traceback(traceback))
     where = f" at cell {cell_index}" if cell_index else ""
+    if ename == StoreIOError.__name__:  # the load or save cell could not use the store (disk full...)
+        return StepError.store_io(f"{evalue}{where}", cell_index=cell_index, cell_id=cell_id, ename=ename,
+                                  evalue=evalue, traceback=plain_traceback(traceback))
     if ename == "SystemExit":
         message = f"exited with sys.exit({evalue}){where}"
     else:

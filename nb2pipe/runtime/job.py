@@ -36,7 +36,8 @@ SPEC_ENV = "NB2PIPE_SPEC"
 DEFAULT_SPEC = "/opt/nb2pipe/pipeline.json"
 KERNEL_NAME = "python3"  # the image's own ipykernel, whatever the notebook's kernelspec calls it
 
-_EXIT_OF_REASON = {"timeout": ExitCode.TIMEOUT, "kernel_died": ExitCode.KERNEL_DIED}
+_EXIT_OF_REASON = {"timeout": ExitCode.TIMEOUT, "kernel_died": ExitCode.KERNEL_DIED, "enospc": ExitCode.IO_ERROR,
+                   "store_io": ExitCode.IO_ERROR}
 
 
 class JobError(Nb2pipeError):

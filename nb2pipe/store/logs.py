@@ -27,7 +27,7 @@ def _step(root: Path, run_ref: str, step: str) -> tuple[str, StepRecord, bool]:
     from nb2pipe.store.workspace import existing_store
 
     existing_store(root)
-    with RunStore(root) as runs:
+    with RunStore(root, reader=True) as runs:
         record = runs.get_run(run_ref)
     rec = record.step(step)
     if rec is None:

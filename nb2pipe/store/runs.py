@@ -15,6 +15,7 @@ import socket
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -56,22 +57,32 @@ def _notebook_key(notebook: str) -> str:
 class RunStore:
     """SQLite-backed record of runs under ``root/runs.db``."""
 
-    def __init__(self, root: str | Path, busy_timeout: float = DEFAULT_BUSY_TIMEOUT):
+    def __init__(self, root: str | Path, busy_timeout: float = DEFAULT_BUSY_TIMEOUT, *, reader: bool = False):
+        """`reader`: the caller only reads (runs list, runs show, load), so a store it may not
+        write (a read-only mount, another user's folder) is opened read-only instead of refused."""
         self.root = Path(root)
         self.db_path = self.root / DB_NAME
         self.busy_timeout = float(busy_timeout)
         self.host = socket.gethostname()
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
-        self._prepare_root()
+        # Why this store cannot be written (None: it can), for the error a write then gives.
+        self.read_only: str | None = None
+        if reader and self.db_path.is_file() and not os.access(self.root, os.W_OK | os.X_OK):
+            self.read_only = "its folder is not writable"
+        else:
+            self._prepare_root()
         with self._errors():
             try:
-                self._conn = sqlite3.connect(
-                    str(self.db_path),
-                    timeout=self.busy_timeout,
-                    isolation_level=None,  # we issue BEGIN/COMMIT ourselves
-                    check_same_thread=False,
-                )
+                if self.read_only:
+                    self._conn = self._connect_read_only()
+                else:
+                    self._conn = sqlite3.connect(
+                        str(self.db_path),
+                        timeout=self.busy_timeout,
+                        isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+                        check_same_thread=False,
+                    )
                 self._configure()
                 self._migrate()
             except BaseException:
@@ -81,6 +92,23 @@ class RunStore:
                 raise
 
     # -- opening ---------------------------------------------------------------------------
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """A read-only connection. A WAL database needs its -shm file even to be read; when that
+        cannot be created (no writer left one), the file is read as immutable: with no writer
+        possible on a read-only folder, nothing changes under the reader."""
+        uri = "file:" + urllib.parse.quote(str(self.db_path.resolve()))
+        for options in ("mode=ro", "mode=ro&immutable=1"):
+            conn = sqlite3.connect(f"{uri}?{options}", uri=True, timeout=self.busy_timeout,
+                                   isolation_level=None, check_same_thread=False)
+            try:
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                return conn
+            except sqlite3.OperationalError as exc:
+                conn.close()
+                if "unable to open" not in str(exc) or "immutable" in options:
+                    raise
+        raise AssertionError("unreachable")
 
     def _prepare_root(self) -> None:
         try:
@@ -94,8 +122,8 @@ class RunStore:
         # SQLite needs to create runs.db-wal/-shm next to the database, even to read it.
         if not os.access(self.root, os.W_OK | os.X_OK):
             raise StoreIOError(
-                f"run store directory {self.root} is not writable "
-                "(read-only file system or permissions); SQLite must create files next to runs.db"
+                f"run store directory {self.root} is not writable (read-only file system or permissions): "
+                "make it writable, or pass --store (or set NB2PIPE_STORE) with a writable folder"
             )
 
     def _configure(self) -> None:
@@ -103,6 +131,8 @@ class RunStore:
         assert conn is not None
         conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
         conn.execute("PRAGMA foreign_keys = ON")
+        if self.read_only:
+            return  # the journal mode is the writer's (WAL), recorded in the file
         # Switching to WAL needs a moment of exclusive access; on a store other processes are
         # opening at the same instant it can report busy without waiting, so retry briefly.
         deadline = time.monotonic() + self.busy_timeout
@@ -123,7 +153,7 @@ class RunStore:
 
     def _migrate(self) -> None:
         assert self._conn is not None
-        migrate(self._conn, self._write, self.db_path)
+        migrate(self._conn, self._write, self.db_path)  # current already: a reader writes nothing
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -177,7 +207,9 @@ class RunStore:
                 "readonly", "read-only", "unable to open", "disk i/o", "is full", "permission"
             )
         ):
-            return StoreIOError(f"cannot write the run store {self.db_path}: {text}")
+            fix = "free space on its disk" if "full" in low else "make it writable"
+            return StoreIOError(f"cannot write the run store {self.db_path}: {text}; {fix} (or pass --store with "
+                                "another folder), then run again: finished steps are reused")
         if isinstance(exc, sqlite3.IntegrityError):
             return StoreError(f"run store constraint violated in {self.db_path}: {text}")
         if isinstance(exc, sqlite3.OperationalError) and ("no such" in low or "has no column" in low):
@@ -195,6 +227,9 @@ class RunStore:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction, holding the database write lock from its first statement."""
+        if self.read_only:
+            raise StoreIOError(f"cannot write the run store {self.db_path}: {self.read_only} (read-only file "
+                               "system or permissions); make it writable, or pass --store with a writable folder")
         with self._lock, self._errors():
             conn = self._c
             conn.execute("BEGIN IMMEDIATE")
@@ -351,7 +386,7 @@ class RunStore:
         self._close_out_dead_runners()
         with self._read() as c:
             run_id = resolve(c, run_id_or_prefix)
-            return load_runs(c, "WHERE id = ?", (run_id,))[0]
+            return self._as_seen(load_runs(c, "WHERE id = ?", (run_id,)))[0]
 
     def list_runs(self, limit: int = 50, notebook: str | None = None, *, tags: list[str] | None = None,
                   statuses: list[str] | None = None, since: float | None = None) -> list[RunRecord]:
@@ -373,15 +408,31 @@ class RunStore:
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
         self._close_out_dead_runners()
         with self._read() as c:
-            return load_runs(c, where, args, limit=limit)
+            return self._as_seen(load_runs(c, where, args, limit=limit))
 
     def _close_out_dead_runners(self) -> None:
         """Readers see a run whose runner died as crashed at once, not only after the next run;
-        a store this process may not write (read-only) is read as it is."""
+        a store this process may not write is closed out in what it reads (_as_seen)."""
+        if self.read_only:
+            return
         try:
             self.mark_crashed()
         except (StoreIOError, StoreBusyError):
             pass
+
+    def _as_seen(self, records: list[RunRecord]) -> list[RunRecord]:
+        """On a read-only store, what mark_crashed would have recorded, in the records only."""
+        if not self.read_only:
+            return records
+        for run in records:
+            if run.status == RunStatus.RUNNING and run.host == self.host and not pid_alive(run.pid or 0):
+                run.status, run.reason = RunStatus.CRASHED, "runner died"
+                times = [t for s in run.steps for t in (s.started, s.ended) if t is not None]
+                run.ended = max([run.started or 0.0, *times]) or None
+                for step in run.steps:
+                    if step.status == Status.RUNNING:
+                        step.status, step.error = Status.FAILED, StepError(reason="crashed", message="runner died")
+        return records
 
     def tag_run(self, run_ref: str, label: str, remove: bool = False) -> str:
         """Add (or remove) a label on a run; returns the run's id."""

@@ -42,12 +42,12 @@ def attempt_dir(root: str | os.PathLike, run_id: str, step: str, attempt: int) -
 class Workspace:
     """The store folder: the run database, the object store and per-run folders."""
 
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike, reader: bool = False):
         from nb2pipe.store.objects import ObjectStore
         from nb2pipe.store.runs import RunStore
 
         self.root = Path(root).resolve()  # kernels run in the notebook's folder: paths must be absolute
-        self.runs = RunStore(self.root)
+        self.runs = RunStore(self.root, reader=reader)
         self.objects = ObjectStore(self.root)
 
     def run_dir(self, run_id: str) -> Path:

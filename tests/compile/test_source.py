@@ -87,7 +87,8 @@ def _loads(statements) -> list[tuple[str, int]]:
 
 
 def _stores(statements) -> list[str]:
-    return sorted(n.id for s in statements for n in ast.walk(s) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store))
+    return sorted(n.id for s in statements for n in ast.walk(s)
+                  if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store))
 
 
 HUGE = (
