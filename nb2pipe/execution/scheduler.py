@@ -42,6 +42,7 @@ from nb2pipe.model.graph import StepGraph
 from nb2pipe.model.records import ArtifactRef, Metric, RunRecord, RunStatus, Status, StepError, StepRecord
 from nb2pipe.model.spec import ComponentSpec, PipelineSpec
 from nb2pipe.store.cache import recorded_value, step_cache_key
+from nb2pipe.store.pauses import pause
 from nb2pipe.store.workspace import LOG_NAME, Workspace
 
 logger = logging.getLogger("nb2pipe.scheduler")
@@ -351,6 +352,7 @@ class Scheduler:
             logger.warning("step '%s': its cached outputs were damaged or missing in the store; executing it again",
                            rec.name)
             return False
+        pause("cache-found")
         now = time.time()
         rec.status, rec.cached, rec.cache_key = Status.CACHED, True, key
         rec.started, rec.ended, rec.duration = now, now, 0.0
@@ -397,6 +399,7 @@ class Scheduler:
                     with self.ws.publishing():
                         outcome = self._commit_outputs(comp, rec, attempt_dir / "outputs")
                         if outcome is None:
+                            pause("published")
                             rec.status, rec.error = Status.SUCCEEDED, None
                             self._ended(rec)
                             return rec

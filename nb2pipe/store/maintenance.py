@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from nb2pipe.errors import StoreBusyError, StoreError, UsageError
+from nb2pipe.store.locks import collecting, publishing
 from nb2pipe.store.objects import is_sha256
 
 
@@ -86,14 +87,17 @@ def verify(root: str | Path, repair: bool = False) -> VerifyReport:
                 raise
             report.database.append(f"its rows do not read back: {exc}")
         for sha in objects.iter_objects():
-            report.objects += 1
-            if not objects.verify(sha):
+            if objects.verify(sha):
+                report.objects += 1
+            elif objects.exists(sha):  # else gone since listed (a gc): nothing to check
+                report.objects += 1
                 report.damaged.append(sha)
-        for sha, run_id, step, name in runs.artifact_references():
-            if not is_sha256(sha):
-                continue  # a damaged reference: reported (and repaired) with the records
-            if sha not in report.damaged and not objects.exists(sha):
-                report.missing.append({"sha256": sha, "run": run_id, "step": step, "name": name})
+        with publishing(root):  # shared, as a runner's: a gc going on now does not read as missing objects
+            for sha, run_id, step, name in runs.artifact_references():
+                if not is_sha256(sha):
+                    continue  # a damaged reference: reported (and repaired) with the records
+                if sha not in report.damaged and not objects.exists(sha):
+                    report.missing.append({"sha256": sha, "run": run_id, "step": step, "name": name})
         if repair:
             bad = sorted(set(report.damaged) | {m["sha256"] for m in report.missing})
             if bad:
@@ -114,8 +118,6 @@ def _index_problem(problem: str) -> bool:
 
 def gc(root: str | Path, keep_last: int | None = None, older_than_days: float | None = None,
        dry_run: bool = False) -> GcReport:
-    from nb2pipe.store.locks import collecting
-
     root = Path(root)
     runs, objects = _open(root)
     report = GcReport(dry_run=dry_run)
