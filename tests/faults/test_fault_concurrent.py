@@ -152,7 +152,7 @@ CHAIN = [("parameters", "n = 1"), ("step:a", "xs = [i * n for i in range(50)]"),
          ("step:b", "ys = [x + 1 for x in xs]"), ("step:c", "zs = sorted(ys, reverse=True)"),
          ("step:d", "total = sum(zs)"), ("metrics", "total")]
 GC_ROUNDS = 3 if LONG else 1
-WINDOWS = {"NB2PIPE_PAUSE": "published=0.3,cache-found=0.3"}
+WINDOWS = {"NB2PIPE_PAUSE": "published=0.4,cache-found=0.4"}
 
 
 def test_gc_and_verify_while_runs_go_on_take_nothing_a_live_run_needs(tmp_path):
@@ -169,23 +169,28 @@ def test_gc_and_verify_while_runs_go_on_take_nothing_a_live_run_needs(tmp_path):
 
     def collect() -> None:
         while not done.is_set():
-            for name, args in (("gc", ["store", "gc", "--keep-last", "0"]), ("verify", ["store", "verify"])):
+            for name, args in (("gc", ["store", "gc", "--keep-last", "0"]),
+                               ("gc", ["store", "gc", "--older-than", "0"]), ("verify", ["store", "verify"])):
                 proc = cli(*args, "--store", store)
                 rounds[name] += 1
                 if proc.returncode != 0 or "Traceback" in proc.stderr:
                     findings.append(f"{name}: exit {proc.returncode}: {proc.stdout[-800:]}{proc.stderr[-800:]}")
 
+    def wave(ns: list[int]) -> None:
+        procs = [start(nb, store, "-p", "n", k, env=WINDOWS) for k in ns]
+        for k, proc in zip(ns, procs):
+            out, err = proc.communicate(timeout=240)
+            assert proc.returncode == 0 and "Traceback" not in err, f"n={k}: exit {proc.returncode}: {err[-1500:]}"
+            metrics = {m["name"]: m["value"] for m in json.loads(out)["metrics"]}
+            assert metrics == {"total": sum(i * k + 1 for i in range(50))}, f"n={k}: {metrics}"
+
     for round_ in range(GC_ROUNDS):
         collector = threading.Thread(target=collect)
         collector.start()
         try:
-            ns = [1, 2, 3 + 2 * round_, 4 + 2 * round_, 1]
-            procs = [start(nb, store, "-p", "n", k, env=WINDOWS) for k in ns]
-            for k, proc in zip(ns, procs):
-                out, err = proc.communicate(timeout=240)
-                assert proc.returncode == 0 and "Traceback" not in err, f"n={k}: exit {proc.returncode}: {err[-1500:]}"
-                metrics = {m["name"]: m["value"] for m in json.loads(out)["metrics"]}
-                assert metrics == {"total": sum(i * k + 1 for i in range(50))}, f"n={k}: {metrics}"
+            fresh = [3 + 2 * round_, 4 + 2 * round_]
+            wave([1, 2, *fresh])  # served by the seeds' cache (unless gc took them first) and new outputs
+            wave([*fresh, 1, 2])  # served by the cache of the runs just made, which gc is deleting
         finally:
             done.set()
             collector.join(timeout=120)
