@@ -13,6 +13,7 @@ from nb2pipe.errors import DamagedRecord, UsageError
 from nb2pipe.model.records import Metric, RunRecord, RunStatus, Status, StepRecord
 from nb2pipe.store import columns
 from nb2pipe.store.columns import decoded
+from nb2pipe.store.pauses import pause
 
 STEP_COLUMNS = (
     "name, status, started, ended, duration, cached, attempts, cache_key, spec_hash, "
@@ -247,6 +248,8 @@ def put_step(
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (run_id, step.name, direction, ref.name, ref.sha256, ref.producer_step, i, ref.run_id),
             )
+    if status is Status.SUCCEEDED:
+        pause("recording")
     if status is Status.SUCCEEDED and step.cache_key:
         recorded = step.ended if step.ended is not None else time.time()
         c.execute(
