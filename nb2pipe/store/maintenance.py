@@ -23,6 +23,7 @@ from pathlib import Path
 from nb2pipe.errors import StoreBusyError, StoreError, UsageError
 from nb2pipe.store.locks import collecting, publishing
 from nb2pipe.store.objects import is_sha256
+from nb2pipe.store.runs import index_problem
 
 
 @dataclass
@@ -70,7 +71,7 @@ def verify(root: str | Path, repair: bool = False) -> VerifyReport:
     report = VerifyReport()
     with runs:
         report.database = runs.integrity_check()
-        if repair and report.database and all(_index_problem(p) for p in report.database):
+        if repair and report.database and all(index_problem(p) for p in report.database):
             runs.reindex()
             report.repaired += [f"rebuilt the database's indexes ({p})" for p in report.database]
             report.database = runs.integrity_check()
@@ -108,12 +109,6 @@ def verify(root: str | Path, repair: bool = False) -> VerifyReport:
                 objects.remove_damaged(sha)
                 report.repaired.append(f"removed damaged object {sha[:12]}")
     return report
-
-
-def _index_problem(problem: str) -> bool:
-    """Whether an integrity-check finding is about an index only (REINDEX mends it)."""
-    return " index " in f" {problem} " and ("missing from index" in problem or "wrong # of entries" in problem
-                                           or "non-unique entry" in problem)
 
 
 def gc(root: str | Path, keep_last: int | None = None, older_than_days: float | None = None,
@@ -184,7 +179,7 @@ def delete_run(root: str | Path, run_ref: str) -> str:
     root = Path(root)
     runs, _ = _open(root)
     with runs:
-        record = runs.get_run(run_ref)
+        record = runs.get_run(run_ref, salvage=True)  # a damaged record can always be deleted
         if record.status.value == "running":
             raise UsageError(f"run {record.id} is still running (cancel it first)")
         runs.delete_runs([record.id])

@@ -65,6 +65,12 @@ def _decodable(read, *args):
         return None
 
 
+def index_problem(problem: str) -> bool:
+    """Whether an integrity-check finding is about an index only (REINDEX mends it)."""
+    return any(words in problem for words in ("missing from index", "wrong # of entries in index",
+                                              "non-unique entry in index"))
+
+
 def _one_step(c: sqlite3.Connection, run_id: str, name: str) -> StepRecord:
     return load_steps(c, run_id, name=name)[0]
 
@@ -168,6 +174,10 @@ class RunStore:
             raise self._corrupt(f"a stored record does not parse as JSON: {exc}") from exc
 
     def _corrupt(self, text: str) -> StoreError:
+        damaged = self._damaged_indexes()
+        if damaged:  # the tables are sound: rebuilding the indexes from them loses nothing
+            return StoreError(f"the run store {self.db_path} has a damaged index ({damaged[0]}; {text}) "
+                              "(fix: nb2pipe store verify --repair rebuilds it)")
         return StoreError(
             f"the run store {self.db_path} is corrupt ({text}). nb2pipe did not modify it. "
             f"To recover: keep a copy (cp {self.db_path} {self.db_path}.bak), then try "
@@ -175,6 +185,14 @@ class RunStore:
             f"and move the recovered file into place; or move {DB_NAME} aside to start "
             "an empty run history (stored artifacts are kept)"
         )
+
+    def _damaged_indexes(self) -> list[str]:
+        """SQLite's findings when they are about indexes only (REINDEX mends them), else []."""
+        try:
+            problems = [r[0] for r in self._conn.execute("PRAGMA integrity_check")] if self._conn else []
+        except (sqlite3.Error, UnicodeDecodeError):
+            return []
+        return problems if problems != ["ok"] and all(index_problem(p) for p in problems) else []
 
     def _damaged_schema(self) -> list[str]:
         """schema_problems() of this database (a schema that cannot be read back is damaged too)."""

@@ -188,9 +188,9 @@ def test_gc_and_verify_while_runs_go_on_take_nothing_a_live_run_needs(tmp_path):
         collector = threading.Thread(target=collect)
         collector.start()
         try:
-            fresh = [3 + 2 * round_, 4 + 2 * round_]
-            wave([1, 2, *fresh])  # served by the seeds' cache (unless gc took them first) and new outputs
-            wave([*fresh, 1, 2])  # served by the cache of the runs just made, which gc is deleting
+            fresh = 3 + round_
+            wave([1, 2, fresh])  # served by the seeds' cache (unless gc took them first) and new outputs
+            wave([fresh, 1, 2])  # served by the cache of the runs just made, which gc is deleting
         finally:
             done.set()
             collector.join(timeout=120)
