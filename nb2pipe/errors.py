@@ -132,6 +132,16 @@ class StoreError(Nb2pipeError):
     exit_code = ExitCode.STORE_INTEGRITY
 
 
+class DamagedRecord(StoreError):
+    """A run record whose value in one column does not decode (damage inside the database file)."""
+
+    def __init__(self, run_id: str, column: str, value: str, problem: str, step: str | None = None):
+        where = f"run {run_id}" + (f", step {step}," if step is not None else "")
+        super().__init__(f"the record of {where} is damaged: its {column} {value} does not decode ({problem}) "
+                         f"(fix: nb2pipe store verify --repair, or nb2pipe runs delete {run_id})")
+        self.run_id, self.column, self.step = run_id, column, step
+
+
 class StoreBusyError(StoreError):
     exit_code = ExitCode.STORE_BUSY
 

@@ -97,14 +97,35 @@ def runs_list(store, notebook, limit, tags, statuses, since, columns, as_json):
                                since=parse_since(since) if since else None)
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in records], indent=2, allow_nan=False))
+        _damaged_listed(records)
         return
-    from nb2pipe.cli.show import fit_table
-
     wanted = [c.strip() for c in columns.split(",") if c.strip()]
     rows = [[_cell(r, c) for c in wanted] for r in records]  # checks the columns even with no runs
     if not records:
         click.echo("no runs" + (" match" if tags or statuses or since else ""))
         return
+    _show_table(wanted, rows, columns)
+    _damaged_listed(records)
+
+
+def _damaged_listed(records) -> None:
+    """A listing shows every run it can; one whose record is damaged is listed as `damaged`, said
+    on stderr, and the listing exits 3 (the store integrity code) so that scripts notice."""
+    damaged = [r for r in records if r.damaged]
+    if not damaged:
+        return
+    import sys
+
+    from nb2pipe.errors import ExitCode
+
+    for record in damaged:
+        click.echo(f"nb2pipe: {record.damaged}", err=True)
+    sys.exit(ExitCode.STORE_INTEGRITY)
+
+
+def _show_table(wanted: list[str], rows: list[list[str]], columns: str) -> None:
+    from nb2pipe.cli.show import fit_table
+
     if columns == DEFAULT_COLUMNS:  # the default set leaves out what no run has
         keep = [i for i, c in enumerate(wanted) if c == "run" or any(row[i] for row in rows)]
         wanted, rows = [wanted[i] for i in keep], [[row[i] for i in keep] for row in rows]

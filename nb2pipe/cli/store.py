@@ -31,10 +31,10 @@ def store() -> None:
 @store.command("verify")
 @_store_options
 @click.option("--repair", is_flag=True, help="Withdraw damaged or missing objects from the cache (their steps "
-              "execute again) and remove damaged files.")
+              "execute again), remove damaged files, and mend damaged record values (or remove their rows).")
 @click.option("--json", "as_json", is_flag=True)
 def store_verify(store, notebook, repair, as_json):
-    """Re-hash every object, check every record's references and the database.
+    """Re-hash every object, decode every record, check its references and the database.
 
     Exit 0 when the store is sound (or everything found was repaired), 3 otherwise.
     """
@@ -51,13 +51,15 @@ def store_verify(store, notebook, repair, as_json):
             click.echo(f"missing: {m['name']} ({m['sha256'][:12]}) of step {m['step']} in run {m['run']}")
         for problem in report.database:
             click.echo(f"database: {problem}")
+        for problem in report.records:
+            click.echo(f"record: {problem}")
         for line in report.repaired:
             click.echo(f"repaired: {line}")
         if report.ok:
             click.echo("store is sound")
         elif not repair:
             click.echo("(fix: nb2pipe store verify --repair)")
-    sound = report.ok or (repair and not report.database)
+    sound = report.ok or (repair and not report.database and not report.records)
     sys.exit(ExitCode.OK if sound else ExitCode.STORE_INTEGRITY)
 
 

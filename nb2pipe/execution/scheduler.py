@@ -52,6 +52,7 @@ from nb2pipe.model.records import (
 )
 from nb2pipe.model.spec import ComponentSpec, PipelineSpec
 from nb2pipe.store.cache import recorded_value, step_cache_key
+from nb2pipe.store.pauses import pause
 from nb2pipe.store.workspace import LOG_NAME, Workspace
 
 logger = logging.getLogger("nb2pipe.scheduler")
@@ -153,7 +154,12 @@ class Scheduler:
     # --- public --------------------------------------------------------------------------
     def run(self) -> RunRecord:
         run = self.record
-        self.ws.runs.create_run(run)
+        # The stored outputs a --step run reuses are named as its steps' inputs from its first record
+        # on, and are checked again under the collection lock: gc takes nothing this run is to read.
+        with self.ws.publishing():
+            for rec in run.steps:
+                rec.inputs = self._reused_inputs(self.spec.step(rec.name))
+            self.ws.runs.create_run(run)
         self.bus.emit(run_started_event(run, self.reused))
         for rec in run.steps:
             self.bus.emit(step_event(rec, "queued"))
@@ -201,6 +207,19 @@ class Scheduler:
                     "parameters": {**(made.input_parameters if made else {}), **(made.parameters if made else {})},
                 }
         return available
+
+    def _reused_inputs(self, comp: ComponentSpec) -> list[ArtifactRef]:
+        refs = []
+        for inp in comp.inputs:
+            ref = self.available.get(inp.producer, {}).get(inp.name) if inp.producer not in self.selected else None
+            if ref is not None:
+                refs.append(ArtifactRef(inp.name, ref.sha256, ref.size, ref.serializer, ref.type_name, inp.producer,
+                                        ref.run_id))
+        gone = [r for r in refs if not self.ws.objects.exists(r.sha256)]
+        if gone:
+            raise StoreError(f"step '{comp.name}' would reuse {', '.join(repr(r.name) for r in gone)}, which left the "
+                             "store since the run started (store gc?); run it again")
+        return refs
 
     def _effective_parameters(self, values: dict) -> dict:
         """The run's parameters as its results were made: a parameter none of this run's steps
@@ -338,6 +357,11 @@ class Scheduler:
         return inputs
 
     def _try_cache(self, rec: StepRecord, key: str) -> bool:
+        # From finding another run's outputs to the record naming them as this step's, gc must wait.
+        with self.ws.publishing():
+            return self._serve_cached(rec, key)
+
+    def _serve_cached(self, rec: StepRecord, key: str) -> bool:
         hit = self.ws.runs.lookup_cache(key)
         if hit is None:
             return False
@@ -353,6 +377,7 @@ class Scheduler:
             logger.warning("step '%s': its cached outputs were damaged or missing in the store; executing it again",
                            rec.name)
             return False
+        pause("cache-found")
         now = time.time()
         rec.status, rec.cached, rec.cache_key = Status.CACHED, True, key
         rec.started, rec.ended, rec.duration = now, now, 0.0
@@ -394,22 +419,31 @@ class Scheduler:
             self._record(rec)  # running, attempt N
             try:
                 outcome = self._attempt(comp, rec, inputs, number, attempt_dir)
+                if outcome is None:
+                    # From the first object published to the record naming them, gc must wait.
+                    with self.ws.publishing():
+                        outcome = self._commit_outputs(comp, rec, attempt_dir / "outputs")
+                        if outcome is None:
+                            pause("published")
+                            rec.status, rec.error = Status.SUCCEEDED, None
+                            self._ended(rec)
+                            return rec
             except Exception as exc:
+                rec.status = Status.RUNNING  # not succeeded after all (the record may have failed to commit)
                 outcome = _attempt_failure(exc)
-            if outcome is None:
-                rec.status, rec.error = Status.SUCCEEDED, None
-                break
             rec.error = outcome
             if self.cancelled or outcome.reason == "cancelled" or outcome.reason in STORE_IO_REASONS:
-                break  # another attempt would meet the same full or read-only store
-        if rec.status != Status.SUCCEEDED:
-            rec.status = Status.FAILED
-            if self.cancelled and rec.error and rec.error.reason in ("kernel_died", "error"):
-                rec.error = StepError("cancelled", "cancelled while running", rec.error.cell_index, rec.error.cell_id)
+                break  # (another attempt would meet the same full or read-only store)
+        rec.status = Status.FAILED
+        if self.cancelled and rec.error and rec.error.reason in ("kernel_died", "error"):
+            rec.error = StepError("cancelled", "cancelled while running", rec.error.cell_index, rec.error.cell_id)
+        self._ended(rec)
+        return rec
+
+    def _ended(self, rec: StepRecord) -> None:
         rec.ended = time.time()
         rec.duration = rec.ended - (rec.started or rec.ended)
         self._record(rec)
-        return rec
 
     def _attempt(self, comp: ComponentSpec, rec: StepRecord, inputs: dict[str, ArtifactRef], number: int,
                  attempt_dir: Path) -> StepError | None:
@@ -426,9 +460,7 @@ class Scheduler:
                 error = self.executor.wait(attempt)
             finally:
                 self.executor.on_step_end(attempt, error)
-        if error is not None:
-            return error
-        return self._commit_outputs(comp, rec, attempt.out_dir)
+        return error
 
     def _emitter(self, step: str, number: int, log: StepLog):
         bus = self.bus

@@ -164,8 +164,8 @@ def run_record(root: Path, run_id: str) -> RunRecord | None:
     if store is None:
         return None
     with store:
-        try:
-            return store.get_run(run_id)
+        try:  # a damaged record reads back as status damaged, as the runs list shows it
+            return store.get_run(run_id, salvage=True)
         except UsageError:
             return None
 
@@ -203,7 +203,8 @@ def summary_view(record: RunRecord, root_dir: str) -> dict:
             "metrics": [m.to_dict() for m in record.metrics], "note": record.note, "tags": list(record.tags),
             "exit_code": record.exit_code,
             "steps": [{"name": s.name, "status": step_status(s), "cached": s.cached, "duration": s.duration}
-                      for s in record.steps]}
+                      for s in record.steps],
+            **({"damaged": record.damaged} if record.damaged else {})}
 
 
 def runs_of(root: Path, notebook: Path, limit: int) -> list[RunRecord]:

@@ -40,6 +40,7 @@ class RunStatus(str, enum.Enum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     CRASHED = "crashed"  # the runner process died without finishing the run
+    DAMAGED = "damaged"  # only read back: the record does not decode (see RunRecord.damaged); never written
 
 
 # Why a step failed; "crashed" is only written by RunStore.mark_crashed.
@@ -296,6 +297,7 @@ class RunRecord:
     exit_code: int | None = None
     note: str | None = None  # `nb2pipe run --note TEXT`
     tags: list[str] = field(default_factory=list)  # `nb2pipe runs tag RUN LABEL`
+    damaged: str | None = None  # why the stored record does not decode (status DAMAGED); None when sound
 
     def __post_init__(self) -> None:
         self.status = RunStatus(self.status)
@@ -334,6 +336,7 @@ class RunRecord:
             "exit_code": self.exit_code,
             "note": self.note,
             "tags": list(self.tags),
+            **({"damaged": self.damaged} if self.damaged is not None else {}),
         }
 
     @classmethod
@@ -356,4 +359,5 @@ class RunRecord:
             exit_code=d.get("exit_code"),
             note=d.get("note"),
             tags=list(d.get("tags") or []),
+            damaged=d.get("damaged"),
         )

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from nb2pipe.errors import StoreError, StoreIOError
+from nb2pipe.store.pauses import pause
 
 _SHA_RE = re.compile(r"[0-9a-f]{64}")
 _TAIL_RE = re.compile(r"[0-9a-f]{62}")
@@ -182,6 +183,7 @@ class ObjectStore:
                 copied_sha = self._copy_into(src, tmp, hash_it=sha256 is None)
                 sha256 = sha256 or copied_sha
             assert sha256 is not None
+            pause("object-written")
             self._publish(tmp, sha256, src_size)
         except BaseException:
             if renamed:  # a failed put must not eat the caller's file

@@ -9,8 +9,11 @@ import re
 import sqlite3
 import time
 
-from nb2pipe.errors import UsageError
-from nb2pipe.model.records import ArtifactRef, Metric, RunRecord, RunStatus, Status, StepError, StepRecord
+from nb2pipe.errors import DamagedRecord, UsageError
+from nb2pipe.model.records import Metric, RunRecord, RunStatus, Status, StepRecord
+from nb2pipe.store import columns
+from nb2pipe.store.columns import decoded
+from nb2pipe.store.pauses import pause
 
 STEP_COLUMNS = (
     "name, status, started, ended, duration, cached, attempts, cache_key, spec_hash, "
@@ -62,45 +65,69 @@ def resolve(c: sqlite3.Connection, ref: str) -> str:
     return matches[0]
 
 def load_runs(
-    c: sqlite3.Connection, where: str, args: tuple, limit: int | None = None
+    c: sqlite3.Connection, where: str, args: tuple, limit: int | None = None, *, salvage: bool = False
 ) -> list[RunRecord]:
+    """The runs `where` selects, newest first. A record that does not decode raises DamagedRecord,
+    or with `salvage` reads back as a DAMAGED record carrying the problem (listings go on)."""
     query = f"SELECT {RUN_COLUMNS} FROM runs {where} {NEWEST_FIRST}"
     if limit is not None:
         query += f" LIMIT {max(int(limit), 0)}"
     runs = []
     for row in c.execute(query, args).fetchall():
-        (rid, notebook, nb_sha, spec_hash, status, reason, started, ended,
-         parameters, environment, pid, host, exit_code, note) = row
-        metrics = [
-            Metric.from_dict({"name": n, "value": json.loads(v), "flag": f})
-            for n, v, f in c.execute(
-                "SELECT name, value, flag FROM metrics WHERE run_id = ? ORDER BY position",
-                (rid,),
-            )
-        ]
-        runs.append(
-            RunRecord(
-                id=rid,
-                notebook=notebook,
-                notebook_sha256=nb_sha,
-                spec_hash=spec_hash,
-                status=RunStatus(status),
-                reason=reason,
-                started=started,
-                ended=ended,
-                parameters=json.loads(parameters),
-                metrics=metrics,
-                steps=load_steps(c, rid),
-                environment=json.loads(environment),
-                pid=pid,
-                host=host,
-                exit_code=exit_code,
-                note=note,
-                tags=[t for (t,) in c.execute(
-                    "SELECT label FROM run_tags WHERE run_id = ? ORDER BY label", (rid,))],
-            )
-        )
+        try:
+            runs.append(load_run(c, row))
+        except DamagedRecord as exc:
+            if not salvage:
+                raise
+            runs.append(damaged_run(row, exc))
     return runs
+
+
+def load_run(c: sqlite3.Connection, row: tuple) -> RunRecord:
+    (rid, notebook, nb_sha, spec_hash, status, reason, started, ended,
+     parameters, environment, pid, host, exit_code, note) = row
+
+    def d(column, decode, raw):
+        return decoded(rid, None, column, decode, raw)
+
+    metrics = [
+        d(f"metric {n!r}", lambda m: columns.metric({"name": m[0], "value": json.loads(m[1]), "flag": m[2]}),
+          (n, v, f))
+        for n, v, f in c.execute(
+            "SELECT name, value, flag FROM metrics WHERE run_id = ? ORDER BY position", (rid,))
+    ]
+    return RunRecord(
+        id=d("id", columns.text, rid),
+        notebook=d("notebook", columns.text, notebook),
+        notebook_sha256=d("notebook_sha256", columns.optional_text, nb_sha),
+        spec_hash=d("spec_hash", columns.optional_text, spec_hash),
+        status=d("status", columns.run_status, status),
+        reason=d("reason", columns.optional_text, reason),
+        started=d("started", columns.number, started),
+        ended=d("ended", columns.number, ended),
+        parameters=d("parameters", columns.json_object, parameters),
+        metrics=metrics,
+        steps=load_steps(c, rid),
+        environment=d("environment", columns.json_object, environment),
+        pid=d("pid", columns.integer, pid),
+        host=d("host", columns.optional_text, host),
+        exit_code=d("exit_code", columns.integer, exit_code),
+        note=d("note", columns.optional_text, note),
+        tags=[d("tag", columns.text, t) for (t,) in c.execute(
+            "SELECT label FROM run_tags WHERE run_id = ? ORDER BY label", (rid,))],
+    )
+
+
+def damaged_run(row: tuple, exc: DamagedRecord) -> RunRecord:
+    """What a listing shows of a run whose record does not decode: its id, notebook and start
+    (when those decode), status DAMAGED and the problem."""
+    rid, notebook, started = row[0], row[1], row[6]
+    return RunRecord(
+        id=str(rid), notebook=notebook if isinstance(notebook, str) else "?", status=RunStatus.DAMAGED,
+        started=started if isinstance(started, int | float) and not isinstance(started, bool) else None,
+        pid=0, host="", damaged=str(exc),
+    )
+
 
 def load_steps(
     c: sqlite3.Connection, run_id: str, name: str | None = None
@@ -116,26 +143,30 @@ def load_steps(
     for row in rows:
         (sname, status, started, ended, duration, cached, attempts, cache_key, spec_hash,
          parameters, error, output_notebook, cached_from, image_digest, input_parameters, metrics) = row
+
+        def d(column, decode, raw, sname=sname):
+            return decoded(run_id, sname, column, decode, raw)
+
         steps.append(
             StepRecord(
-                name=sname,
-                status=Status(status),
-                started=started,
-                ended=ended,
-                duration=duration,
-                cached=bool(cached),
-                attempts=attempts,
-                cache_key=cache_key,
-                spec_hash=spec_hash,
-                parameters=json.loads(parameters),
+                name=decoded(run_id, None, "step name", columns.text, sname),
+                status=d("status", columns.step_status, status),
+                started=d("started", columns.number, started),
+                ended=d("ended", columns.number, ended),
+                duration=d("duration", columns.number, duration),
+                cached=bool(d("cached", columns.count, cached)),
+                attempts=d("attempts", columns.count, attempts),
+                cache_key=d("cache_key", columns.optional_text, cache_key),
+                spec_hash=d("spec_hash", columns.optional_text, spec_hash),
+                parameters=d("parameters", columns.json_object, parameters),
                 inputs=found.get(("in", sname), []),
                 outputs=found.get(("out", sname), []),
-                error=StepError.from_dict(json.loads(error)) if error else None,
-                output_notebook=output_notebook,
-                cached_from=cached_from,
-                image_digest=image_digest,
-                input_parameters=json.loads(input_parameters or "{}"),
-                metrics=[Metric.from_dict(m) for m in json.loads(metrics or "[]")],
+                error=d("error", columns.step_error, error),
+                output_notebook=d("output_notebook", columns.optional_text, output_notebook),
+                cached_from=d("cached_from", columns.optional_text, cached_from),
+                image_digest=d("image_digest", columns.optional_text, image_digest),
+                input_parameters=d("input_parameters", columns.optional_json_object, input_parameters),
+                metrics=d("metrics", columns.step_metrics, metrics),
             )
         )
     return steps
@@ -145,7 +176,7 @@ def lineage(c: sqlite3.Connection, run_id: str, step: str | None = None) -> dict
     query = (
         "SELECT sa.step, sa.direction, sa.name, sa.sha256, sa.producer_step, "
         "a.size, a.serializer, a.type_name, sa.source_run "
-        "FROM step_artifacts sa JOIN artifacts a ON a.sha256 = sa.sha256 "
+        "FROM step_artifacts sa LEFT JOIN artifacts a ON a.sha256 = sa.sha256 "  # a dangling one is damage
         "WHERE sa.run_id = ?"
     )
     args: tuple = (run_id,)
@@ -156,7 +187,8 @@ def lineage(c: sqlite3.Connection, run_id: str, step: str | None = None) -> dict
     for sname, direction, name, sha, producer, size, serializer, type_name, source in c.execute(
         query + " ORDER BY sa.step, sa.direction, sa.position", args
     ):
-        ref = ArtifactRef(name, sha, size, serializer, type_name, producer, source)
+        ref = decoded(run_id, sname, f"{'input' if direction == 'in' else 'output'} {name!r}",
+                      lambda f: columns.artifact(*f), (name, sha, size, serializer, type_name, producer, source))
         found.setdefault((direction, sname), []).append(ref)
     return found
 
@@ -216,6 +248,8 @@ def put_step(
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (run_id, step.name, direction, ref.name, ref.sha256, ref.producer_step, i, ref.run_id),
             )
+    if status is Status.SUCCEEDED:
+        pause("recording")
     if status is Status.SUCCEEDED and step.cache_key:
         recorded = step.ended if step.ended is not None else time.time()
         c.execute(

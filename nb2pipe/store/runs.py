@@ -10,6 +10,7 @@ records step state changes from worker threads. The tables and their migration a
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import sqlite3
@@ -20,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from nb2pipe.errors import StoreBusyError, StoreError, StoreIOError, UsageError
+from nb2pipe.errors import DamagedRecord, StoreBusyError, StoreError, StoreIOError, UsageError
 from nb2pipe.model.records import (
     ArtifactRef,
     Metric,
@@ -30,6 +31,9 @@ from nb2pipe.model.records import (
     StepError,
     StepRecord,
 )
+from nb2pipe.store import damage
+from nb2pipe.store.columns import artifact, decoded, optional_json_object
+from nb2pipe.store.damage import Damage
 from nb2pipe.store.processes import pid_alive
 from nb2pipe.store.rows import (
     MAX_LISTED,
@@ -37,6 +41,7 @@ from nb2pipe.store.rows import (
     RUN_COLUMNS,
     dumps,
     lineage,
+    load_run,
     load_runs,
     load_steps,
     put_metrics,
@@ -45,9 +50,34 @@ from nb2pipe.store.rows import (
 )
 from nb2pipe.store.schema import SCHEMA_VERSION, migrate, schema_problems  # noqa: F401  (SCHEMA_VERSION: re-exported)
 
+logger = logging.getLogger("nb2pipe.store")
+
 DB_NAME = "runs.db"
 DEFAULT_BUSY_TIMEOUT = 30.0
 
+
+
+def _decodable(read, *args):
+    """`read(*args)`, or None (logged) when the record it reads is damaged."""
+    try:
+        return read(*args)
+    except DamagedRecord as exc:
+        logger.warning("%s", exc)
+        return None
+
+
+def index_problem(problem: str) -> bool:
+    """Whether an integrity-check finding is about an index only (REINDEX mends it)."""
+    return any(words in problem for words in ("missing from index", "wrong # of entries in index",
+                                              "non-unique entry in index"))
+
+
+def _one_step(c: sqlite3.Connection, run_id: str, name: str) -> StepRecord:
+    return load_steps(c, run_id, name=name)[0]
+
+
+def _execution(c: sqlite3.Connection, run_id: str, name: str, environment: object) -> tuple[StepRecord, dict]:
+    return _one_step(c, run_id, name), decoded(run_id, None, "environment", optional_json_object, environment)
 
 
 def _notebook_key(notebook: str) -> str:
@@ -174,6 +204,10 @@ class RunStore:
             raise self._corrupt(f"a stored record does not parse as JSON: {exc}") from exc
 
     def _corrupt(self, text: str) -> StoreError:
+        damaged = self._damaged_indexes()
+        if damaged:  # the tables are sound: rebuilding the indexes from them loses nothing
+            return StoreError(f"the run store {self.db_path} has a damaged index ({damaged[0]}; {text}) "
+                              "(fix: nb2pipe store verify --repair rebuilds it)")
         return StoreError(
             f"the run store {self.db_path} is corrupt ({text}). nb2pipe did not modify it. "
             f"To recover: keep a copy (cp {self.db_path} {self.db_path}.bak), then try "
@@ -181,6 +215,14 @@ class RunStore:
             f"and move the recovered file into place; or move {DB_NAME} aside to start "
             "an empty run history (stored artifacts are kept)"
         )
+
+    def _damaged_indexes(self) -> list[str]:
+        """SQLite's findings when they are about indexes only (REINDEX mends them), else []."""
+        try:
+            problems = [r[0] for r in self._conn.execute("PRAGMA integrity_check")] if self._conn else []
+        except (sqlite3.Error, UnicodeDecodeError):
+            return []
+        return problems if problems != ["ok"] and all(index_problem(p) for p in problems) else []
 
     def _damaged_schema(self) -> list[str]:
         """schema_problems() of this database (a schema that cannot be read back is damaged too)."""
@@ -381,17 +423,19 @@ class RunStore:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def get_run(self, run_id_or_prefix: str) -> RunRecord:
-        """The run with this id, unique id prefix, or ``"latest"``."""
+    def get_run(self, run_id_or_prefix: str, *, salvage: bool = False) -> RunRecord:
+        """The run with this id, unique id prefix, or ``"latest"``. A record that does not decode
+        raises DamagedRecord, or with `salvage` reads back as DAMAGED (as list_runs shows it)."""
         self._close_out_dead_runners()
         with self._read() as c:
             run_id = resolve(c, run_id_or_prefix)
-            return self._as_seen(load_runs(c, "WHERE id = ?", (run_id,)))[0]
+            return self._as_seen(load_runs(c, "WHERE id = ?", (run_id,), salvage=salvage))[0]
 
     def list_runs(self, limit: int = 50, notebook: str | None = None, *, tags: list[str] | None = None,
                   statuses: list[str] | None = None, since: float | None = None) -> list[RunRecord]:
         """Runs newest first, with their steps and metrics; optionally only those of a notebook,
-        carrying every label in `tags`, in one of `statuses`, or started at or after `since`."""
+        carrying every label in `tags`, in one of `statuses`, or started at or after `since`. A run
+        whose record does not decode is listed as DAMAGED (its `damaged` says why)."""
         clauses, args = [], ()
         if notebook is not None:
             where, args = self._notebook_filter(notebook)
@@ -408,7 +452,7 @@ class RunStore:
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
         self._close_out_dead_runners()
         with self._read() as c:
-            return self._as_seen(load_runs(c, where, args, limit=limit))
+            return self._as_seen(load_runs(c, where, args, limit=limit, salvage=True))
 
     def _close_out_dead_runners(self) -> None:
         """Readers see a run whose runner died as crashed at once, not only after the next run;
@@ -470,22 +514,23 @@ class RunStore:
         """The newest succeeded step recorded under ``cache_key``, with its outputs.
 
         ``cached_from`` is set to the run that produced them; whether the objects still exist
-        is for the caller to check.
+        is for the caller to check. A record that does not decode is passed over (a miss, logged):
+        the step executes again rather than the run failing on someone else's damaged record.
         """
         with self._read() as c:
-            row = c.execute(
+            rows = c.execute(
                 "SELECT ci.run_id, ci.step FROM cache_index ci "
                 "JOIN steps s ON s.run_id = ci.run_id AND s.name = ci.step "
                 "WHERE ci.cache_key = ? AND s.status = ? "
-                "ORDER BY ci.recorded DESC, ci.run_id DESC LIMIT 1",
+                "ORDER BY ci.recorded DESC, ci.run_id DESC",
                 (cache_key, Status.SUCCEEDED.value),
-            ).fetchone()
-            if row is None:
-                return None
-            run_id, name = row
-            step = load_steps(c, run_id, name=name)[0]
-        step.cached_from = run_id
-        return step
+            ).fetchall()
+            for run_id, name in rows:
+                step = _decodable(_one_step, c, run_id, name)
+                if step is not None:
+                    step.cached_from = run_id
+                    return step
+        return None
 
     def latest_outputs(self, notebook_sha_or_path: str, step_name: str) -> list[ArtifactRef] | None:
         """Outputs of the newest succeeded or cached record of a step of this notebook.
@@ -515,17 +560,18 @@ class RunStore:
         hit), with its run's environment: what a cache miss is explained against."""
         where, args = self._notebook_filter(notebook_sha_or_path, alias="r")
         with self._read() as c:
-            row = c.execute(
+            rows = c.execute(
                 "SELECT s.run_id, r.environment FROM steps s JOIN runs r ON r.id = s.run_id "
                 f"WHERE s.name = ? AND s.status = ? AND {where} "
-                "ORDER BY r.started DESC, r.id DESC LIMIT 1",
+                "ORDER BY r.started DESC, r.id DESC",
                 (step_name, Status.SUCCEEDED.value, *args),
-            ).fetchone()
-            if row is None:
-                return None
-            step = load_steps(c, row[0], name=step_name)[0]
-        step.cached_from = row[0]  # the run it executed in
-        return step, json.loads(row[1] or "{}")
+            ).fetchall()
+            for run_id, environment in rows:
+                found = _decodable(_execution, c, run_id, step_name, environment)
+                if found is not None:
+                    found[0].cached_from = run_id  # the run it executed in
+                    return found
+        return None
 
     def find_artifact(
         self, name: str, run_id: str | None = None, notebook: str | None = None
@@ -544,7 +590,7 @@ class RunStore:
                 "SELECT sa.run_id, sa.step, sa.name, sa.sha256, sa.producer_step, "
                 "a.size, a.serializer, a.type_name "
                 "FROM step_artifacts sa "
-                "JOIN artifacts a ON a.sha256 = sa.sha256 "
+                "LEFT JOIN artifacts a ON a.sha256 = sa.sha256 "  # a dangling one reads as damage
                 "JOIN runs r ON r.id = sa.run_id "
                 "JOIN steps s ON s.run_id = sa.run_id AND s.name = sa.step "
                 f"WHERE sa.direction = 'out' AND {scope}"
@@ -557,8 +603,11 @@ class RunStore:
                 (*args, name),
             ).fetchone()
             if row is not None:
-                _, step, aname, sha, producer, size, serializer, type_name = row
-                return ArtifactRef(aname, sha, size, serializer, type_name, producer or step)
+                run, step, aname, sha, producer, size, serializer, type_name = row
+                ref = decoded(run, step, f"output {aname!r}", lambda f: artifact(*f),
+                              (aname, sha, size, serializer, type_name, producer, None))
+                ref.producer_step = ref.producer_step or step
+                return ref
             names = [
                 r[0]
                 for r in c.execute(
@@ -634,6 +683,32 @@ class RunStore:
                     c.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
                 c.execute("DELETE FROM runs WHERE id = ?", (run_id,))
             c.execute("DELETE FROM artifacts WHERE sha256 NOT IN (SELECT sha256 FROM step_artifacts)")
+
+    def damaged_records(self) -> list[Damage | DamagedRecord]:
+        """Every stored value that does not decode (damage.find), and any run whose record still
+        does not read back for a reason the column checks did not name."""
+        with self._read() as c:
+            found: list[Damage | DamagedRecord] = list(damage.find(c))
+            named = {d.run for d in found}
+            for row in c.execute(f"SELECT {RUN_COLUMNS} FROM runs {NEWEST_FIRST}").fetchall():
+                if row[0] in named:
+                    continue
+                try:
+                    load_run(c, row)
+                except DamagedRecord as exc:
+                    found.append(exc)
+        return found
+
+    def reindex(self) -> None:
+        """Rebuild every index from its table (an index that disagrees with its rows is damage
+        SQLite can mend on its own: the tables hold the records)."""
+        with self._write() as c:
+            c.execute("REINDEX")
+
+    def repair_records(self) -> list[str]:
+        """Mend or remove the damaged values damage.find reports (one transaction); what was done."""
+        with self._write() as c:
+            return damage.repair(c, damage.find(c))
 
     def integrity_check(self) -> list[str]:
         """Problems SQLite finds in the database file and its foreign keys; empty when sound."""

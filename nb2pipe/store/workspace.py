@@ -56,6 +56,13 @@ class Workspace:
     def attempt_dir(self, run_id: str, step: str, attempt: int) -> Path:
         return attempt_dir(self.root, run_id, step, attempt)
 
+    def publishing(self):
+        """The shared collection lock (store/locks.py): held from putting or finding objects to the
+        record naming them, so gc never takes what a live run is about to reference."""
+        from nb2pipe.store.locks import publishing
+
+        return publishing(self.root)
+
     def close(self) -> None:
         self.runs.close()
 

@@ -278,3 +278,26 @@ class TestSubmit:
         posted = [r for r in kfp_server.requests if r.method == "POST" and r.path.endswith("/runs")]
         assert posted and posted[-1].body["runtime_config"]["parameters"] == {"n": 7}
 
+
+
+async def test_a_damaged_run_record_reads_as_damaged_not_a_server_error(api, notebooks):
+    import sqlite3
+
+    import nb2pipe
+
+    nb = notebooks / "two.ipynb"
+    good = nb2pipe.run(str(nb), store=str(notebooks / ".nb2pipe"))
+    bad = nb2pipe.run(str(nb), store=str(notebooks / ".nb2pipe"), parameters={"n": 4})
+    con = sqlite3.connect(str(notebooks / ".nb2pipe" / "runs.db"))
+    con.execute("UPDATE steps SET status = 'done' WHERE run_id = ? AND name = 'load'", (bad.id,))
+    con.commit()
+    con.close()
+    code, listed = await api("runs", params={"path": "two.ipynb"})
+    assert code == 200, listed
+    states = {r["id"]: r["status"] for r in listed["runs"]}
+    assert states == {good.id: "succeeded", bad.id: "damaged"}, states
+    (damaged,) = [r for r in listed["runs"] if r["id"] == bad.id]
+    assert "store verify --repair" in damaged["damaged"] and damaged["live"] is False
+    code, run = await api("runs", bad.id)
+    assert code == 200 and run["status"] == "damaged" and "does not decode" in run["damaged"], run
+    assert (await api("runs", good.id))[0] == 200
