@@ -38,7 +38,7 @@ export const STATUSES: NodeStatus[] = [
   'cancelled'
 ];
 
-export const FINAL_RUN_STATUSES = ['succeeded', 'failed', 'cancelled', 'crashed'];
+export const FINAL_RUN_STATUSES = ['succeeded', 'failed', 'cancelled', 'crashed', 'damaged'];
 
 export interface IGraphNode {
   name: string;
