@@ -177,6 +177,10 @@ class RunHandler(Nb2pipeHandler):
 
     async def _read(self, run_id: str) -> bytes:
         root, record, worker = await self.lab.find_run(run_id)
+        if record is not None and worker is not None and record.status.value == "running" and not worker.live:
+            # The worker ended while this read was in flight; it commits its final record before
+            # it reports the end, so a second read has it.
+            root, record, worker = await self.lab.find_run(run_id)
         if record is None:
             return json.dumps(worker.summary(), allow_nan=False, default=str).encode()
         out = views.run_view(record, self.lab.settings.root_dir)

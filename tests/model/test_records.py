@@ -103,7 +103,7 @@ def test_status_values_are_lowercase_strings():
         "pending", "running", "succeeded", "failed", "skipped", "cached"
     ]
     assert [s.value for s in RunStatus] == [
-        "running", "succeeded", "failed", "cancelled", "crashed"
+        "running", "succeeded", "failed", "cancelled", "crashed", "damaged"
     ]
     assert Status("succeeded") is Status.SUCCEEDED
     assert Status.SUCCEEDED == "succeeded"
