@@ -96,6 +96,21 @@ def write_npz(target: BinaryIO, arrays: list[tuple[str, Any]]) -> None:
                 np.lib.format.write_array(member, np.asanyarray(arr), allow_pickle=False)
 
 
+def write_zip(target: BinaryIO, members: list[tuple[str, bytes]]) -> None:
+    """Write ``members`` (name, bytes) as an uncompressed zip with fixed timestamps, in the given
+    order: the deterministic copy of an archive a library wrote (TorchScript, .keras). Built in
+    memory so each entry's sizes sit in its local header, as zip readers outside Python expect."""
+    import io
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, data in members:
+            info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, data)
+    target.write(buf.getbuffer())
+
+
 # -- scipy.sparse -----------------------------------------------------------------------------
 
 _NPZ_FORMATS = ("csr", "csc", "bsr", "dia", "coo")

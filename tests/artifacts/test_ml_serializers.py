@@ -1,6 +1,7 @@
 """The ML serializers (nb2pipe.artifacts.ml) on real scipy, polars and xgboost objects.
 
-Each library's tests skip when it is not installed (the `ml` extra is not part of `test`).
+Each library's tests skip when it is not installed. torch and Keras: test_ml_torch.py and
+test_ml_keras.py.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import numpy as np
 import pytest
 
 from nb2pipe.artifacts.ml import ml_serializers
+from nb2pipe.artifacts.ml_keras import keras_serializers
+from nb2pipe.artifacts.ml_torch import torch_serializers
 from nb2pipe.artifacts.values import UnsupportedValue, default_registry, load_value, save_outputs
 from nb2pipe.errors import SerializationError
 
@@ -42,7 +45,8 @@ def same_bytes_twice(value, tmp_path):
 def test_registered_ahead_of_joblib_and_the_fallbacks():
     names = default_registry.names()
     assert names[:2] == ["npy", "parquet"] and names[-3:] == ["joblib", "pickle", "cloudpickle"]
-    assert [s.name for s in ml_serializers()] == names[2:-3]
+    ours = ml_serializers() + keras_serializers() + torch_serializers()
+    assert [s.name for s in ours] == names[2:-3]
 
 
 def test_nothing_is_imported_to_recognise_other_values(tmp_path):
