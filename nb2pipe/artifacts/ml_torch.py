@@ -15,13 +15,15 @@ byte-deterministic: fixed zip timestamps, storages numbered in the order met), s
   from a real module: ``torch.save`` of the whole module, which pickles the classes by reference
   and their state (parameters, buffers, submodules, ``training`` of each, other attributes) by
   value; a parameter shared by two submodules stays shared. Constructors are not re-run, so
-  their arguments need not be known. A reference to ``__main__`` anywhere inside (a notebook
+  their arguments need not be known. The modules' sets of strings are pickled sorted (set order
+  follows the hash seed). A reference to ``__main__`` anywhere inside (a notebook
   function held as an attribute, ...) declines it (cloudpickle takes it). Loaded with
   ``weights_only=False``: the file is a pickle, as trusted as the pickle serializer's.
 * ``torchscript``: a ``ScriptModule`` (scripted or traced), or a module with a class another
   step's kernel cannot import (defined in the notebook, ``__main__``, or inside a function):
   ``torch.jit.script`` of it, saved by ``torch.jit.save`` without the debug records (they hold
-  the source files' paths, which differ between kernels). It loads back as a
+  the source files' paths, which differ between kernels) and with the constants of each class
+  in sorted order (torch writes them in set order, which follows the hash seed). It loads back as a
   ``RecursiveScriptModule`` that keeps ``forward``, ``@torch.jit.export`` methods and what they
   call, parameters, buffers, submodules, ``training`` and attributes of TorchScript types, but
   not the Python class (``isinstance(m, Net)`` is false), other methods or hooks. So a module is
@@ -39,6 +41,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import sys
 import types
 import warnings
@@ -56,8 +59,44 @@ from nb2pipe.artifacts.serializers import (
     _writable,
 )
 
-# torch.save with our pickler: a __main__ class or function inside declines the value.
-_PICKLE_MODULE = types.SimpleNamespace(__name__="nb2pipe.pickle", Pickler=_MainAwarePickler)
+
+class _SortedNames:
+    """Pickles as the set of its names, written in sorted order."""
+
+    def __init__(self, names: set | frozenset):
+        self.kind, self.names = type(names), sorted(names)
+
+    def __reduce__(self) -> tuple:
+        return self.kind, (self.names,)
+
+
+class _ModulePickler(_MainAwarePickler):
+    """Declines __main__ references, and writes the sets of strings in a module's state sorted:
+    a set pickles in iteration order, which follows the kernel's hash seed, and every module has
+    one (``_non_persistent_buffers_set``: the names of buffers registered ``persistent=False``).
+    (Pickle consults reducer_override for a module, never for a set itself.)"""
+
+    def __init__(self, file: Any, protocol: int | None = None, **kwargs: Any):
+        super().__init__(file, protocol, **kwargs)
+        self._protocol = protocol
+
+    def reducer_override(self, obj: Any) -> Any:
+        torch = sys.modules.get("torch")
+        if torch is None or not isinstance(obj, torch.nn.Module):
+            return super().reducer_override(obj)
+        reduced = obj.__reduce_ex__(self._protocol or 2)
+        if not (isinstance(reduced, tuple) and len(reduced) >= 3 and isinstance(reduced[2], dict)):
+            return reduced
+        state = {k: _SortedNames(v) if _string_set(v) else v for k, v in reduced[2].items()}
+        return (*reduced[:2], state, *reduced[3:])
+
+
+def _string_set(value: Any) -> bool:
+    return type(value) in (set, frozenset) and len(value) > 1 and all(type(v) is str for v in value)
+
+
+# torch.save with our pickler (torch subclasses pickle_module.Pickler for its storages).
+_PICKLE_MODULE = types.SimpleNamespace(__name__="nb2pipe.pickle", Pickler=_ModulePickler)
 # Our record in a TorchScript archive (torch.jit.save's _extra_files): the modules' devices.
 _TS_EXTRA = "nb2pipe.json"
 
@@ -223,7 +262,8 @@ class TorchScriptSerializer(Serializer):
         except Exception as e:  # an @torch.jit.ignore'd method the module calls, ...
             raise _decline(e) from e
         with zipfile.ZipFile(buf) as zf:
-            members = [(i.filename, zf.read(i)) for i in zf.infolist() if not _varying_record(i.filename)]
+            members = [(i.filename, _sorted_constants(i.filename, zf.read(i)))
+                       for i in zf.infolist() if not _varying_record(i.filename)]
         with _writable(target) as f:
             write_zip(f, members)
 
@@ -241,6 +281,27 @@ def _varying_record(name: str) -> bool:
     """Records of a TorchScript archive that differ between kernels for the same module: the
     debug tables (source file paths and lines) and the id torch derives from all records."""
     return name.endswith(".debug_pkl") or name.endswith("/.data/serialization_id")
+
+
+# A class constant in TorchScript's generated code: "  in_features : Final[int] = 3".
+_CONSTANT_LINE = re.compile(rb"  \w+ : Final\[.*\] = .*")
+
+
+def _sorted_constants(name: str, data: bytes) -> bytes:
+    """TorchScript declares a class's constants in the order of a set of their names (so of the
+    kernel's string hash seed): sort each run of those declaration lines."""
+    if "/code/" not in name or not name.endswith(".py"):
+        return data
+    out: list[bytes] = []
+    run: list[bytes] = []
+    for line in data.split(b"\n"):
+        if _CONSTANT_LINE.fullmatch(line):
+            run.append(line)
+            continue
+        out += sorted(run)
+        run = []
+        out.append(line)
+    return b"\n".join(out + sorted(run))
 
 
 def _script(module: Any) -> Any:

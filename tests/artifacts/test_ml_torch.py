@@ -128,11 +128,15 @@ def test_module_keeps_state_mode_buffers_and_shared_parameters(tmp_path):
     net.tied = torch.nn.Linear(4, 8)
     net.tied.weight = net[0].weight  # one parameter in two places
     net.config = {"classes": ["a", "b"], "threshold": 0.5}  # a plain attribute
+    for name in ("cos", "sin"):
+        net[3].register_buffer(name, torch.full((2,), 0.5), persistent=False)
     entry, back = roundtrip(net, tmp_path / "out")
     assert entry["serializer"] == "torch-module" and entry["file"] == "v.pt"
     assert type(back) is torch.nn.Sequential and back.config == net.config
     assert [m.training for m in back.modules()] == [m.training for m in net.modules()]
     assert back.tied.weight is back[0].weight
+    assert back[3]._non_persistent_buffers_set == {"cos", "sin"} and torch.equal(back[3].cos, net[3].cos)
+    assert back.state_dict().keys() == net.state_dict().keys()
     for (name, a), (_, b) in zip(net.state_dict().items(), back.state_dict().items()):
         assert torch.equal(a, b), name
     x = torch.randn(5, 4)
@@ -198,6 +202,44 @@ def test_module_of_an_unimportable_class_goes_torchscript(tmp_path):
     with zipfile.ZipFile(tmp_path / "out" / "v.pt") as zf:  # no source paths inside
         assert not [n for n in zf.namelist() if n.endswith(".debug_pkl")]
         assert all(i.date_time == (1980, 1, 1, 0, 0, 0) for i in zf.infolist())
+
+
+def test_torchscript_bytes_do_not_depend_on_the_hash_seed_or_the_file(tmp_path):
+    # TorchScript writes class constants (Conv2d has ten) in the order of a set of names; a
+    # module pickles its set of non-persistent buffer names in set order
+    script = """
+import sys, torch
+from nb2pipe.artifacts.values import save_outputs
+
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 2, 3, padding=1)
+        self.fc = torch.nn.Linear(8, 1)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).flatten(1))
+
+
+torch.manual_seed(0)
+lin = torch.nn.Linear(2, 2)
+for name in ("cos", "sin", "mask"):  # names in a set (Module._non_persistent_buffers_set)
+    lin.register_buffer(name, torch.ones(1), persistent=False)
+m = save_outputs({"v": Net(), "lin": lin}, sys.argv[1])
+print(m["v"]["serializer"], m["v"]["sha256"], m["lin"]["serializer"], m["lin"]["sha256"])
+"""
+    shas = []
+    for seed in ("1", "2", "3"):
+        path = tmp_path / f"script_{seed}.py"  # another file name each time, as kernels' cells have
+        path.write_text(script)
+        env = dict(os.environ, PYTHONHASHSEED=seed,
+                   PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        result = subprocess.run([sys.executable, str(path), str(tmp_path / seed)], capture_output=True, text=True,
+                                env=env, timeout=120)
+        assert result.returncode == 0, result.stderr
+        shas.append(result.stdout.split())
+    assert shas[0][0::2] == ["torchscript", "torch-module"] and shas[0] == shas[1] == shas[2]
 
 
 def test_script_and_traced_modules_are_taken_as_they_are(tmp_path):
@@ -272,3 +314,82 @@ def test_registry_order_puts_torch_behind_keras_and_ahead_of_joblib():
     assert names.index("torch") < names.index("joblib")
     assert default_registry.for_value(torch.nn.Linear(1, 1)).name == "torch-module"
     assert default_registry.for_value(torch.ones(1)).name == "torch"
+
+
+# -- through a pipeline -----------------------------------------------------------------------
+
+MAKE = """\
+import numpy as np
+import torch
+
+torch.manual_seed(0)
+x = torch.randn(8, 3)
+seq = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.ReLU()).eval()
+
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(3, 2)
+
+    def forward(self, x):
+        return torch.sigmoid(self.fc(x))
+
+
+net = Net().eval()
+
+
+class Odd(torch.nn.Module):
+    def forward(self, x):
+        return torch.from_numpy(np.asarray(x) * 2)
+
+
+odd = Odd()
+
+
+def triple(v):
+    return v * 3
+
+
+wrapped = torch.nn.Linear(3, 1)
+wrapped.post = triple
+"""
+USE = """\
+net.eval()  # a method call: the step may have changed net, so it is hashed again at its end
+pred = net(x)
+hidden = seq(x)
+doubled = odd(x)
+tripled = wrapped.post(wrapped(x))
+kinds = (type(net).__name__, type(odd).__name__, type(seq).__name__)
+"""
+
+
+@pytest.mark.kernel
+def test_pipeline_passes_tensors_and_modules_between_kernels(tmp_path):
+    from nbbuild import make_nb, run_nb
+
+    import nb2pipe
+    from nb2pipe.model.records import RunStatus
+
+    store = tmp_path / "store"
+    report = "print(pred.shape, hidden.shape, doubled.shape, tripled.shape, kinds, net)"
+    nb = make_nb(tmp_path, [("step:make", MAKE), ("step:use", USE), ("step:report", report)])
+    record = run_nb(nb, store)
+    assert record.status == RunStatus.SUCCEEDED, [s.error for s in record.steps]
+    made = {a.name: a for a in record.step("make").outputs}
+    assert {n: a.serializer for n, a in made.items()} == {
+        "x": "torch", "seq": "torch-module", "net": "torchscript", "odd": "cloudpickle", "wrapped": "cloudpickle"}
+    # the notebook's Net went TorchScript; the consumer ran it without the class
+    assert nb2pipe.load("kinds", run=record.id, store=store) == ("RecursiveScriptModule", "Odd", "Sequential")
+    x = nb2pipe.load("x", run=record.id, store=store)
+    net = nb2pipe.load("net", run=record.id, store=store)
+    assert torch.equal(nb2pipe.load("pred", run=record.id, store=store), net(x))
+    assert torch.equal(nb2pipe.load("doubled", run=record.id, store=store), x * 2)
+    # `use` may have changed net: hashed again, the loaded TorchScript module gave the same bytes
+    assert {a.name: a.sha256 for a in record.step("use").outputs}["net"] == made["net"].sha256
+
+    again = run_nb(nb, store)
+    assert [s.status.value for s in again.steps] == ["cached", "cached", "cached"]
+    fresh = run_nb(nb, tmp_path / "store2")  # other kernels, whose cells have other file names
+    assert {a.name: a.sha256 for a in fresh.step("make").outputs if a.serializer != "cloudpickle"} == {
+        n: a.sha256 for n, a in made.items() if a.serializer != "cloudpickle"}
