@@ -178,3 +178,54 @@ def test_keras_is_not_taken_for_other_values():
     assert default_registry.for_value({"a": 1}).name == "pickle"
     # a layer is not a model: pickled, though on the torch backend it is an nn.Module too
     assert default_registry.for_value(keras.layers.Dense(2)).name == "pickle"
+
+
+# -- through a pipeline -----------------------------------------------------------------------
+
+TRAIN = f"""\
+import os
+os.environ["KERAS_BACKEND"] = {keras.backend.backend()!r}  # only this step chooses the backend
+import keras
+import numpy as np
+
+keras.utils.set_random_seed(0)
+X = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+y = X @ np.array([[1.0], [-2.0], [0.5], [0.0]], dtype="float32")
+inputs = keras.Input((4,), name="features")
+outputs = keras.layers.Dense(1, name="out")(keras.layers.Dense(8, activation="relu", name="hidden")(inputs))
+model = keras.Model(inputs, outputs, name="regressor")
+model.compile(optimizer="adam", loss="mse")
+model.fit(X, y, epochs=2, batch_size=16, verbose=0)
+"""
+PREDICT = """\
+pred = model.predict(X, verbose=0)
+steps_done = int(model.optimizer.iterations)
+"""
+
+
+@pytest.mark.kernel
+def test_pipeline_passes_a_compiled_model_to_a_kernel_that_chose_no_backend(tmp_path, monkeypatch):
+    from nbbuild import make_nb, run_nb
+
+    import nb2pipe
+    from nb2pipe.model.records import RunStatus
+
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)  # the kernels inherit this environment
+    store = tmp_path / "store"
+    report = "print(pred[:2], steps_done)"
+    nb = make_nb(tmp_path, [("step:train", TRAIN), ("step:predict", PREDICT), ("step:report", report)])
+    record = run_nb(nb, store)
+    assert record.status == RunStatus.SUCCEEDED, [s.error for s in record.steps]
+    made = {a.name: a for a in record.step("train").outputs}
+    assert made["model"].serializer == "keras"
+    assert nb2pipe.load("steps_done", run=record.id, store=store) == 8  # the optimizer's state came along
+    model = nb2pipe.load("model", run=record.id, store=store)
+    X = nb2pipe.load("X", run=record.id, store=store)
+    np.testing.assert_array_equal(nb2pipe.load("pred", run=record.id, store=store), predict(model, X))
+    # `predict` called a method of model, so hashed it again: the loaded model saved the same bytes
+    assert {a.name: a.sha256 for a in record.step("predict").outputs}["model"] == made["model"].sha256
+
+    again = run_nb(nb, store)
+    assert [s.status.value for s in again.steps] == ["cached", "cached", "cached"]
+    fresh = run_nb(nb, tmp_path / "store2")
+    assert {a.name: a.sha256 for a in fresh.step("train").outputs} == {n: a.sha256 for n, a in made.items()}
