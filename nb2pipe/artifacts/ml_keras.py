@@ -10,12 +10,16 @@ imported until a Keras model is dumped or a ``keras`` artifact loaded.
   compiled model, the compile config (optimizer, loss, metrics) and the optimizer's state. The
   archive is rewritten so the same model gives the same bytes: fixed zip timestamps,
   ``metadata.json`` without its ``date_saved``, and the config's ``shared_object_id``s (memory
-  addresses) renumbered in order of appearance. The weights file is h5py's, which stores no
-  times. A model is reloaded once after saving: one that Keras cannot load back (a ``Lambda``
-  layer, refused by safe mode; a subclass without a usable ``get_config``) is declined and
-  pickled. Custom classes must be registered (``@keras.saving.register_keras_serializable``);
-  their modules are imported on load, so a class from an importable module needs nothing more,
-  while one defined in the notebook belongs in a setup cell so the consuming step has it.
+  addresses) renumbered in order of appearance, lone ones (an address reused) dropped. The
+  weights file is h5py's, which stores no times. A model is reloaded once after saving: one
+  that Keras cannot load back (a ``Lambda`` layer, refused by safe mode; a subclass without a
+  usable ``get_config``) is declined and pickled (Keras pickles a model as a .keras archive
+  too, loaded without safe mode). Custom classes must be registered
+  (``@keras.saving.register_keras_serializable``); their modules are imported on load, so a
+  class from an importable module needs nothing more, while one defined in the notebook belongs
+  in a setup cell so the consuming step has it. tf-keras and Keras 2 are matched and loaded
+  through their own ``keras.models.load_model`` but untested (no TensorFlow where nb2pipe is
+  tested).
 
 The archive also records the Keras library and backend it was saved with. When a step loads one
 and nothing has chosen a backend yet (Keras not imported, ``KERAS_BACKEND`` unset), that backend
@@ -128,23 +132,41 @@ def _normalised(name: str, data: bytes, saved_with: dict) -> bytes:
         return json.dumps(meta, sort_keys=True).encode()
     if name == _CONFIG:
         config = json.loads(data)
-        _renumber_shared(config, {})
+        _renumber_shared(config)
         return json.dumps(config).encode()
     return data
 
 
-def _renumber_shared(node: Any, ids: dict[int, int]) -> None:
-    """Keras marks objects used twice with ``shared_object_id`` = their id(): number them 1, 2, ...
-    in order of appearance instead (loading only compares them)."""
+def _renumber_shared(config: Any) -> None:
+    """Keras marks an object serialized twice with ``shared_object_id`` = its id(), in every
+    place it occurs. An id a freed temporary had is reused, so a lone mark appears too (the other
+    place was a temporary config): lone marks are dropped, the others numbered 1, 2, ... in order
+    of appearance (loading only compares them)."""
+    counts: dict[int, int] = {}
+    _shared_marks(config, lambda node: counts.__setitem__(node["shared_object_id"],
+                                                          counts.get(node["shared_object_id"], 0) + 1))
+    numbers: dict[int, int] = {}
+
+    def renumber(node: dict) -> None:
+        old = node["shared_object_id"]
+        if counts[old] < 2:
+            del node["shared_object_id"]
+        else:
+            node["shared_object_id"] = numbers.setdefault(old, len(numbers) + 1)
+
+    _shared_marks(config, renumber)
+
+
+def _shared_marks(node: Any, visit: Any) -> None:
+    """Call ``visit`` on every dict of the config that carries a shared_object_id, in order."""
     if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "shared_object_id" and isinstance(value, int):
-                node[key] = ids.setdefault(value, len(ids) + 1)
-            else:
-                _renumber_shared(value, ids)
+        if isinstance(node.get("shared_object_id"), int):
+            visit(node)
+        for value in node.values():
+            _shared_marks(value, visit)
     elif isinstance(node, list):
         for value in node:
-            _renumber_shared(value, ids)
+            _shared_marks(value, visit)
 
 
 def _custom_modules(node: Any) -> set[str]:
