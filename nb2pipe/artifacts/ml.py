@@ -33,14 +33,7 @@ and the caches hold:
   ``QuantileDMatrix``/external-memory matrices (other types are not matched) and categorical
   features (declined: their category mapping is not recoverable from ``get_data()``).
 
-Not provided (the libraries are not installed where nb2pipe is tested): torch and Keras. The
-design for them: a torch tensor as ``torch.save`` of the tensor detached to CPU (or safetensors
-when installed, which is byte-deterministic); a torch ``nn.Module`` as its ``state_dict`` plus the
-module:qualname of its class when that class is importable outside ``__main__`` (rebuilt as
-``cls()`` + ``load_state_dict``, so a constructor that takes arguments needs them recorded too),
-and TorchScript (``torch.jit.script``/``save``) otherwise; a Keras model through ``model.save`` to
-the ``.keras`` zip, rewritten with fixed timestamps like the npz here. Until then these values
-fall back to pickle/cloudpickle.
+torch and Keras have their own modules (ml_torch, ml_keras), which share ``write_zip`` from here.
 """
 
 from __future__ import annotations
@@ -94,6 +87,21 @@ def write_npz(target: BinaryIO, arrays: list[tuple[str, Any]]) -> None:
             info.external_attr = 0o644 << 16
             with zf.open(info, mode="w", force_zip64=True) as member:
                 np.lib.format.write_array(member, np.asanyarray(arr), allow_pickle=False)
+
+
+def write_zip(target: BinaryIO, members: list[tuple[str, bytes]]) -> None:
+    """Write ``members`` (name, bytes) as an uncompressed zip with fixed timestamps, in the given
+    order: the deterministic copy of an archive a library wrote (TorchScript, .keras). Built in
+    memory so each entry's sizes sit in its local header, as zip readers outside Python expect."""
+    import io
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, data in members:
+            info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, data)
+    target.write(buf.getbuffer())
 
 
 # -- scipy.sparse -----------------------------------------------------------------------------

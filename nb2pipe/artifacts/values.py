@@ -6,11 +6,12 @@ them; a value's type is recognised without importing anything (a numpy array can
 numpy is already in ``sys.modules``).
 
 A serializer is picked per value from an ordered registry: type-specific ones first (npy,
-parquet, scipy-sparse, polars, xgboost, xgboost-dmatrix (see artifacts.ml), joblib, plus plugins
-from the ``nb2pipe.serializers`` entry-point group), then the catch-all ``pickle`` and
-``cloudpickle``. A serializer that cannot hold a particular value raises
-:class:`UnsupportedValue` and the next matching one is tried, so a DataFrame parquet cannot
-represent losslessly ends up pickled instead of silently changed.
+parquet, scipy-sparse, polars, xgboost, xgboost-dmatrix (see artifacts.ml), keras (ml_keras),
+torch-module, torchscript, torch (ml_torch), joblib, plus plugins from the
+``nb2pipe.serializers`` entry-point group), then the catch-all ``pickle`` and ``cloudpickle``.
+A serializer that cannot hold a particular value raises :class:`UnsupportedValue` and the next
+matching one is tried, so a DataFrame parquet cannot represent losslessly ends up pickled
+instead of silently changed.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from nb2pipe.artifacts.ml import ml_serializers
+from nb2pipe.artifacts.ml_keras import keras_serializers
+from nb2pipe.artifacts.ml_torch import torch_serializers
 from nb2pipe.artifacts.serializers import (  # noqa: F401  (re-exported: the serializers are part of this API)
     PICKLE_PROTOCOL,
     CloudpickleSerializer,
@@ -50,11 +53,13 @@ _SETUP_FIX = "make it picklable, or recompute it in the consuming step / move it
 
 
 def all_builtin_serializers() -> list[Any]:
-    """The built-ins in priority order: npy, parquet, the ML ones (artifacts.ml), joblib, then the
-    pickle fallbacks. The ML ones go ahead of joblib: an XGBClassifier is a scikit-learn estimator."""
+    """The built-ins in priority order: npy, parquet, the ML ones (artifacts.ml, ml_keras,
+    ml_torch), joblib, then the pickle fallbacks. The ML ones go ahead of joblib (an XGBClassifier
+    is a scikit-learn estimator), Keras ahead of torch (a Keras model on the torch backend is an
+    nn.Module)."""
     core = builtin_serializers()
     at = next(i for i, s in enumerate(core) if s.name == "joblib")
-    return core[:at] + ml_serializers() + core[at:]
+    return core[:at] + ml_serializers() + keras_serializers() + torch_serializers() + core[at:]
 
 
 def _validate_serializer(s: Any) -> None:

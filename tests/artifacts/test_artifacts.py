@@ -28,7 +28,8 @@ from nb2pipe.artifacts.values import (
 from nb2pipe.errors import SerializationError, StoreError
 
 REPO = Path(__file__).resolve().parents[1]
-ML = ["scipy-sparse", "polars", "xgboost", "xgboost-dmatrix"]  # nb2pipe.artifacts.ml, ahead of joblib
+# nb2pipe.artifacts.ml, ml_keras and ml_torch, ahead of joblib
+ML = ["scipy-sparse", "polars", "xgboost", "xgboost-dmatrix", "keras", "torch-module", "torchscript", "torch"]
 
 
 def roundtrip(value, tmp_path, registry=None):

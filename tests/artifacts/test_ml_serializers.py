@@ -1,6 +1,7 @@
 """The ML serializers (nb2pipe.artifacts.ml) on real scipy, polars and xgboost objects.
 
-Each library's tests skip when it is not installed (the `ml` extra is not part of `test`).
+Each library's tests skip when it is not installed. torch and Keras: test_ml_torch.py and
+test_ml_keras.py.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import numpy as np
 import pytest
 
 from nb2pipe.artifacts.ml import ml_serializers
+from nb2pipe.artifacts.ml_keras import keras_serializers
+from nb2pipe.artifacts.ml_torch import torch_serializers
 from nb2pipe.artifacts.values import UnsupportedValue, default_registry, load_value, save_outputs
 from nb2pipe.errors import SerializationError
 
@@ -42,7 +45,8 @@ def same_bytes_twice(value, tmp_path):
 def test_registered_ahead_of_joblib_and_the_fallbacks():
     names = default_registry.names()
     assert names[:2] == ["npy", "parquet"] and names[-3:] == ["joblib", "pickle", "cloudpickle"]
-    assert [s.name for s in ml_serializers()] == names[2:-3]
+    ours = ml_serializers() + keras_serializers() + torch_serializers()
+    assert [s.name for s in ours] == names[2:-3]
 
 
 def test_nothing_is_imported_to_recognise_other_values(tmp_path):
@@ -359,3 +363,44 @@ def test_pipeline_passes_sparse_matrix_and_xgboost_model(tmp_path):
     fresh = run_nb(nb, tmp_path / "store2")
     assert {a.name: a.sha256 for a in fresh.step("make").outputs} == {
         a.name: a.sha256 for a in record.step("make").outputs}
+
+
+@pytest.mark.kernel
+def test_kale_xgboost_example_runs(tmp_path):
+    """Kale's XGBoost example (tests/notebooks/kale_xgboost.ipynb): the DMatrix and Booster cross
+    steps through their own formats, and the artifacts are byte-for-byte reproducible."""
+    xgb = pytest.importorskip("xgboost")
+    pytest.importorskip("sklearn")
+    import shutil
+
+    from nbbuild import run_nb
+
+    import nb2pipe
+    from nb2pipe.model.records import RunStatus
+
+    nb = tmp_path / "kale_xgboost.ipynb"
+    shutil.copy(REPO / "tests" / "notebooks" / "kale_xgboost.ipynb", nb)
+    store = tmp_path / "store"
+    record = run_nb(nb, store)
+    assert record.status == RunStatus.SUCCEEDED, [s.error for s in record.steps]
+    assert [s.name for s in record.steps] == ["loaddata", "preprocess", "train", "evaluate"]
+    serializers = {(s.name, a.name): a.serializer for s in record.steps for a in s.outputs}
+    assert serializers[("preprocess", "dtrain")] == serializers[("preprocess", "dtest")] == "xgboost-dmatrix"
+    assert serializers[("train", "model")] == "xgboost"
+    assert serializers[("loaddata", "loans")] == "parquet"
+    metrics = {m.name: m.value for m in record.metrics}
+    assert metrics.keys() == {"accuracy", "auc"} and metrics["auc"] > 0.85 and metrics["accuracy"] > 0.75
+
+    model = nb2pipe.load("model", run=record.id, store=store)
+    dtest = nb2pipe.load("dtest", run=record.id, store=store)
+    assert type(model) is xgb.Booster and model.num_boosted_rounds() == 40
+    assert model.feature_names == dtest.feature_names and "purpose_business" in model.feature_names
+    proba = model.predict(dtest)
+    assert float(((proba > 0.5) == dtest.get_label()).mean()) == pytest.approx(metrics["accuracy"])
+
+    again = run_nb(nb, store)
+    assert [s.status.value for s in again.steps] == ["cached"] * 4
+    assert {m.name: m.value for m in again.metrics} == metrics
+    fresh = run_nb(nb, tmp_path / "store2")  # other kernels: the same bytes
+    shas = {(s.name, a.name): a.sha256 for s in record.steps for a in s.outputs}
+    assert {(s.name, a.name): a.sha256 for s in fresh.steps for a in s.outputs} == shas

@@ -90,8 +90,8 @@ def test_bad_parameters_has_the_line():
     assert d.line == 2
 
 
-@pytest.mark.parametrize("fixture", ["ml_pipeline", "kale_pipeline", "kale_metrics", "kale_candies", "fanout",
-                                     "magics", "untagged", "no_kernelspec", "r_untagged", "nbclient_tags",
+@pytest.mark.parametrize("fixture", ["ml_pipeline", "kale_pipeline", "kale_metrics", "kale_candies", "kale_xgboost",
+                                     "fanout", "magics", "untagged", "no_kernelspec", "r_untagged", "nbclient_tags",
                                      "legacy_v3"])
 def test_good_fixtures_compile(fixture):
     result = check_notebook(NOTEBOOKS / f"{fixture}.ipynb", strict=True)

@@ -151,6 +151,48 @@ def kale_candies():
     ])
 
 
+def kale_xgboost():
+    """As Kale's XGBoost example: tabular data (a loan book, generated: no network) loaded, one-hot
+    encoded into xgboost DMatrix objects, a Booster trained with xgb.train, evaluated; the
+    metrics cell prints names, as Kale's does. The DMatrix and Booster cross steps."""
+    return notebook([
+        md("intro", "# Loan default with XGBoost\n\nKale tags: load the data, preprocess it into DMatrix, "
+           "train a Booster, evaluate it."),
+        code("imports", "import numpy as np\nimport pandas as pd\nimport xgboost as xgb\n"
+             "from sklearn.metrics import accuracy_score, roc_auc_score\n"
+             "from sklearn.model_selection import train_test_split", "imports"),
+        code("functions", "def make_loans(n_rows, seed):\n"
+             "    rng = np.random.default_rng(seed)\n"
+             "    income = rng.lognormal(10.5, 0.5, n_rows)\n"
+             "    amount = rng.uniform(1_000, 40_000, n_rows)\n"
+             "    years = rng.integers(0, 30, n_rows)\n"
+             '    purpose = rng.choice(["car", "home", "education", "business"], n_rows)\n'
+             "    score = 3 * amount / income - 0.05 * years + (purpose == \"business\") + rng.normal(0, 0.5, n_rows)\n"
+             "    frame = pd.DataFrame({\"income\": income, \"amount\": amount, \"years_employed\": years,\n"
+             "                          \"purpose\": purpose, \"default\": (score > np.median(score)).astype(int)})\n"
+             "    frame.loc[rng.random(n_rows) < 0.05, \"income\"] = np.nan  # missing values, which xgboost handles\n"
+             "    return frame", "functions"),
+        code("pipeline-parameters", "N_ROWS = 2000\nSEED = 42\nTEST_SIZE = 0.25\nMAX_DEPTH = 4\nETA = 0.3\n"
+             "NUM_BOOST_ROUND = 40", "pipeline-parameters"),
+        code("loaddata", "loans = make_loans(N_ROWS, SEED)", "block:loaddata"),
+        code("peek", "loans.head()", "skip"),
+        code("preprocess", 'features = pd.get_dummies(loans.drop(columns="default"), columns=["purpose"],\n'
+             "                          dtype=float)\n"
+             "x_train, x_test, y_train, y_test = train_test_split(\n"
+             '    features, loans["default"], test_size=TEST_SIZE, random_state=SEED)\n'
+             "dtrain = xgb.DMatrix(x_train, label=y_train)\n"
+             "dtest = xgb.DMatrix(x_test, label=y_test)", "block:preprocess", "prev:loaddata"),
+        code("train", 'params = {"objective": "binary:logistic", "eval_metric": "logloss", "max_depth": MAX_DEPTH,\n'
+             '          "eta": ETA, "seed": SEED}\n'
+             "model = xgb.train(params, dtrain, num_boost_round=NUM_BOOST_ROUND,\n"
+             '                  evals=[(dtrain, "train")], verbose_eval=False)', "block:train", "prev:preprocess"),
+        code("evaluate", "proba = model.predict(dtest)\n"
+             "accuracy = float(accuracy_score(dtest.get_label(), proba > 0.5))\n"
+             "auc = float(roc_auc_score(dtest.get_label(), proba))", "block:evaluate", "prev:train"),
+        code("metrics", "print(accuracy)\nprint(auc)", "pipeline-metrics"),
+    ])
+
+
 def fanout():
     """1 -> 8 -> 1: a prepare step, eight independent shard steps, one combine step."""
     shards = [
@@ -325,6 +367,7 @@ GOOD = {
     "kale_pipeline": kale_pipeline,
     "kale_metrics": kale_metrics,
     "kale_candies": kale_candies,
+    "kale_xgboost": kale_xgboost,
     "fanout": fanout,
     "magics": magics,
     "untagged": untagged,
