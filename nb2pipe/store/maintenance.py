@@ -21,9 +21,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from nb2pipe.errors import StoreBusyError, StoreError, UsageError
+from nb2pipe.store.database import index_problem
 from nb2pipe.store.locks import collecting, publishing
 from nb2pipe.store.objects import is_sha256
-from nb2pipe.store.runs import index_problem
 
 
 @dataclass
