@@ -28,10 +28,21 @@ LOCK_NAME = "gc.lock"
 @contextmanager
 def _locked(root: str | os.PathLike, mode: int, timeout: float, what: str) -> Iterator[None]:
     path = Path(root) / LOCK_NAME
+    cloexec = getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | cloexec, 0o644)
     except OSError as exc:
-        raise StoreIOError(f"cannot open the store's lock {path}: {exc.strerror or exc}") from exc
+        if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM) or mode != fcntl.LOCK_SH:
+            raise StoreIOError(f"cannot open the store's lock {path}: {exc.strerror or exc}") from exc
+        # A store this process may only read (verify without --repair): flock works on a read-only
+        # descriptor; with no lock file, nothing ever published or collected in it.
+        try:
+            fd = os.open(path, os.O_RDONLY | cloexec)
+        except FileNotFoundError:
+            yield
+            return
+        except OSError as again:
+            raise StoreIOError(f"cannot open the store's lock {path}: {again.strerror or again}") from again
     try:
         deadline = time.monotonic() + timeout
         delay = 0.005

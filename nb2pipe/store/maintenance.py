@@ -56,18 +56,18 @@ class GcReport:
         return asdict(self)
 
 
-def _open(root: Path):
+def _open(root: Path, reader: bool = False):
     from nb2pipe.store.objects import ObjectStore
     from nb2pipe.store.runs import RunStore
     from nb2pipe.store.workspace import existing_store
 
     existing_store(root)
-    return RunStore(root), ObjectStore(root)
+    return RunStore(root, reader=reader), ObjectStore(root)
 
 
 def verify(root: str | Path, repair: bool = False) -> VerifyReport:
     root = Path(root)
-    runs, objects = _open(root)
+    runs, objects = _open(root, reader=not repair)  # checking only reads: a read-only store will do
     report = VerifyReport()
     with runs:
         report.database = runs.integrity_check()

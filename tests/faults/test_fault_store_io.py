@@ -2,7 +2,7 @@
 mount), each in a private mount namespace (`unshare -m`, as root) so nothing outside the test sees
 them. A full store fails the step with reason enospc and exit 74, names the fix, leaves no partial
 object, and the next run with space reuses what finished; a read-only store can still be read
-(runs list, runs show, status, nb2pipe.load), while a run is refused with exit 74 before any step."""
+(runs list, runs show, status, nb2pipe.load, store verify), while a run is refused with exit 74 before any step."""
 
 from __future__ import annotations
 
@@ -101,16 +101,18 @@ def test_a_read_only_store_can_be_read_but_not_run_into(tmp_path):
         "show": f"{NB2PIPE_CMD} runs show latest --notebook ro.ipynb",
         "status": f"{NB2PIPE_CMD} status ro.ipynb",
         "load": load,
+        "verify": f"{NB2PIPE_CMD} store verify --store .nb2pipe",
         "run": f"{NB2PIPE_CMD} run ro.ipynb -p n 4",
     }
     got = {name: _in_namespace(f"{_mount_read_only(store)} && {cmd}", tmp_path) for name, cmd in cases.items()}
-    for name in ("list", "show", "status", "load"):
+    for name in ("list", "show", "status", "load", "verify"):
         assert got[name].returncode == 0, (name, got[name].stderr)
         assert "Traceback" not in got[name].stderr
     assert json.loads(got["list"].stdout)[0]["metrics"][0]["value"] == 3
     assert "succeeded" in got["show"].stdout
     assert "0 would run" in got["status"].stdout
     assert got["load"].stdout.strip() == "[0, 1, 2]"
+    assert "store is sound" in got["verify"].stdout
     assert got["run"].returncode == 74, got["run"].stderr
     assert "not writable" in got["run"].stderr and str(store) in got["run"].stderr
     assert "Traceback" not in got["run"].stderr
