@@ -1,25 +1,17 @@
 /**
- * The pipeline panel (#nb2pipe-panel): the DAG of the current notebook with live statuses, the
- * plan, the parameters form, the run buttons, the node detail and the run history with compare.
+ * The pipeline panel (#nb2pipe-panel): the DAG of the current notebook with live statuses
+ * (dagview.ts), the plan, the parameters form, the run buttons, the node detail and the run
+ * history with compare (history.ts).
  * Everything that comes from a notebook or a run is set with textContent.
  */
-import { el } from './dom';
 import { Widget } from '@lumino/widgets';
 
 import { NotebookPipeline } from './controller';
-import {
-  compareRuns,
-  formatDuration,
-  formatSize,
-  IGraphNode,
-  layoutGraph,
-  metricsMap,
-  parseParamValue,
-  stepRecord
-} from './graph';
+import { renderDag } from './dagview';
+import { button, el, section } from './dom';
+import { formatDuration, formatSize, parseParamValue, stepRecord } from './graph';
+import { RunHistory } from './history';
 import { IArtifactRef, IConfig, IParam } from './types';
-
-const SVG_NS = 'http://www.w3.org/2000/svg';
 
 export interface IPanelActions {
   config(): IConfig | null;
@@ -35,57 +27,9 @@ export interface IPanelActions {
 }
 
 
-function svg<K extends keyof SVGElementTagNameMap>(
-  tag: K,
-  attrs: { [k: string]: string | number } = {}
-): SVGElementTagNameMap[K] {
-  const e = document.createElementNS(SVG_NS, tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    e.setAttribute(k, String(v));
-  }
-  return e;
-}
-
-function button(label: string, action: string, onClick: () => void, title?: string): HTMLButtonElement {
-  const b = el('button', 'jp-Button jp-mod-styled nb2pipe-button', label);
-  b.type = 'button';
-  b.dataset.action = action;
-  if (title) {
-    b.title = title;
-  }
-  b.addEventListener('click', ev => {
-    ev.stopPropagation();
-    onClick();
-  });
-  return b;
-}
-
-function section(title: string, cls: string): { root: HTMLElement; body: HTMLElement } {
-  const root = el('section', `nb2pipe-section ${cls}`);
-  root.appendChild(el('h3', 'nb2pipe-section-title', title));
-  const body = el('div', 'nb2pipe-section-body');
-  root.appendChild(body);
-  return { root, body };
-}
-
-function fmtTime(t: number | null | undefined): string {
-  if (!t) {
-    return '';
-  }
-  const d = new Date(t * 1000);
-  return d.toLocaleString();
-}
-
-function short(v: any, max = 60): string {
-  const s = typeof v === 'string' ? v : JSON.stringify(v);
-  return s.length > max ? s.slice(0, max - 1) + '…' : s;
-}
-
 export class PipelinePanel extends Widget {
   private _p: NotebookPipeline | null = null;
   private _selected: string | null = null;
-  private _compare = new Set<string>();
-  private _showCompare = false;
   private _message: { text: string; kind: 'info' | 'error'; link?: string } | null = null;
   private _paramsKey = '';
   private _logTimer: number | null = null;
@@ -99,8 +43,7 @@ export class PipelinePanel extends Widget {
   private _plan: { root: HTMLElement; body: HTMLElement };
   private _dag: HTMLElement;
   private _detail: HTMLElement;
-  private _history: { root: HTMLElement; body: HTMLElement };
-  private _compareBox: HTMLElement;
+  private _history = new RunHistory();
   private _buttons: { [k: string]: HTMLButtonElement } = {};
 
   constructor(private _actions: IPanelActions) {
@@ -148,10 +91,8 @@ export class PipelinePanel extends Widget {
     this.node.appendChild(this._plan.root);
     this._detail = el('div', 'nb2pipe-detail');
     this.node.appendChild(this._detail);
-    this._history = section('Run history', 'nb2pipe-history');
     this.node.appendChild(this._history.root);
-    this._compareBox = el('div', 'nb2pipe-compare');
-    this.node.appendChild(this._compareBox);
+    this.node.appendChild(this._history.compareBox);
     this.render();
   }
 
@@ -170,8 +111,7 @@ export class PipelinePanel extends Widget {
     this._p?.changed.disconnect(this._onChanged, this);
     this._p = p;
     this._selected = null;
-    this._compare.clear();
-    this._showCompare = false;
+    this._history.reset();
     this._message = null;
     this._paramsKey = '';
     p?.changed.connect(this._onChanged, this);
@@ -235,11 +175,10 @@ export class PipelinePanel extends Widget {
     this._renderStatus();
     this._renderProblems();
     this._renderParams();
-    this._renderDag();
+    renderDag(this._dag, this._p, this._selected, step => this.select(step));
     this._renderPlan();
     this._renderDetail();
-    this._renderHistory();
-    this._renderCompare();
+    this._history.render(this._p);
   }
 
   private _renderButtons(): void {
@@ -424,118 +363,6 @@ export class PipelinePanel extends Widget {
       ul.appendChild(li);
     }
     body.appendChild(ul);
-  }
-
-  private _renderDag(): void {
-    const box = this._dag;
-    box.replaceChildren();
-    const p = this._p;
-    if (!p) {
-      return;
-    }
-    const g = p.graph;
-    if (!g.nodes.length) {
-      box.appendChild(
-        el('div', 'nb2pipe-empty', p.pipeline ? 'No pipeline: fix the problems above.' : 'Loading the pipeline…')
-      );
-      return;
-    }
-    const W = 160;
-    const H = 46;
-    const lay = layoutGraph(g, { width: W, height: H });
-    const root = svg('svg', {
-      class: 'nb2pipe-dag-svg',
-      width: lay.width,
-      height: lay.height,
-      viewBox: `0 0 ${lay.width} ${lay.height}`,
-      role: 'img'
-    });
-    root.setAttribute('aria-label', 'pipeline graph');
-    // a click on the background clears the selection
-    root.addEventListener('click', () => this.select(null));
-    const defs = svg('defs');
-    const marker = svg('marker', {
-      id: 'nb2pipe-arrow',
-      viewBox: '0 0 10 10',
-      refX: 9,
-      refY: 5,
-      markerWidth: 7,
-      markerHeight: 7,
-      orient: 'auto-start-reverse'
-    });
-    marker.appendChild(svg('path', { d: 'M 0 0 L 10 5 L 0 10 z', class: 'nb2pipe-arrow' }));
-    defs.appendChild(marker);
-    root.appendChild(defs);
-    for (const e of lay.edges) {
-      if (!e.points.length) {
-        continue;
-      }
-      const d = e.points.map((pt, i) => `${i ? 'L' : 'M'} ${pt.x.toFixed(1)} ${pt.y.toFixed(1)}`).join(' ');
-      const path = svg('path', { d, class: 'nb2pipe-edge', 'marker-end': 'url(#nb2pipe-arrow)' });
-      path.setAttribute('data-from', e.from);
-      path.setAttribute('data-to', e.to);
-      if (e.names.length) {
-        const t = svg('title');
-        t.textContent = `${e.from} → ${e.to}: ${e.names.join(', ')}`;
-        path.appendChild(t);
-      }
-      root.appendChild(path);
-    }
-    for (const ln of lay.nodes) {
-      const n = g.nodes.find(x => x.name === ln.name)!;
-      root.appendChild(this._node(n, ln.x - ln.width / 2, ln.y - ln.height / 2, ln.width, ln.height));
-    }
-    box.appendChild(root);
-    const legend = el('div', 'nb2pipe-legend');
-    const used = Array.from(new Set(g.nodes.map(n => n.status)));
-    for (const s of used) {
-      const item = el('span', 'nb2pipe-legend-item');
-      item.dataset.status = s;
-      item.appendChild(el('span', 'nb2pipe-legend-swatch'));
-      item.appendChild(document.createTextNode(s));
-      legend.appendChild(item);
-    }
-    box.appendChild(legend);
-  }
-
-  private _node(n: IGraphNode, x: number, y: number, w: number, h: number): SVGGElement {
-    const g = svg('g', { class: 'nb2pipe-node', transform: `translate(${x.toFixed(1)},${y.toFixed(1)})`, tabindex: 0 });
-    g.setAttribute('data-step', n.name);
-    g.setAttribute('data-status', n.status);
-    g.setAttribute('role', 'button');
-    if (n.name === this._selected) {
-      g.classList.add('nb2pipe-node-selected');
-    }
-    g.appendChild(svg('rect', { class: 'nb2pipe-node-box', width: w, height: h, rx: 6, ry: 6 }));
-    g.appendChild(svg('rect', { class: 'nb2pipe-node-bar', width: 5, height: h, rx: 2, ry: 2 }));
-    const name = svg('text', { class: 'nb2pipe-node-name', x: 12, y: 18 });
-    name.textContent = n.name.length > 20 ? n.name.slice(0, 19) + '…' : n.name;
-    g.appendChild(name);
-    const parts: string[] = [n.status];
-    if (n.status === 'running' && n.cell && n.cells) {
-      parts.push(`cell ${n.cell}/${n.cells}`);
-    }
-    if (n.duration !== null && n.duration !== undefined) {
-      parts.push(formatDuration(n.duration));
-    }
-    const sub = svg('text', { class: 'nb2pipe-node-sub', x: 12, y: 35 });
-    sub.textContent = parts.join(' · ');
-    g.appendChild(sub);
-    const title = svg('title');
-    title.textContent = `${n.name}: ${n.status}${n.reason ? ` — ${n.reason}` : ''}`;
-    g.appendChild(title);
-    const pick = () => this.select(n.name);
-    g.addEventListener('click', ev => {
-      ev.stopPropagation();
-      pick();
-    });
-    g.addEventListener('keydown', ev => {
-      if (ev.key === 'Enter' || ev.key === ' ') {
-        ev.preventDefault();
-        pick();
-      }
-    });
-    return g;
   }
 
   private _stopLog(): void {
@@ -727,145 +554,4 @@ export class PipelinePanel extends Widget {
     };
     this._logTimer = window.setTimeout(() => void tick(), 0);
   }
-
-  private _renderHistory(): void {
-    const p = this._p;
-    const body = this._history.body;
-    body.replaceChildren();
-    this._history.root.style.display = p ? '' : 'none';
-    if (!p) {
-      return;
-    }
-    if (!p.runs.length) {
-      body.appendChild(el('div', 'nb2pipe-muted', 'No runs of this notebook yet.'));
-      return;
-    }
-    const bar = el('div', 'nb2pipe-history-bar');
-    const cmp = button(`Compare selected (${this._compare.size}/2)`, 'compare', () => {
-      this._showCompare = this._compare.size === 2;
-      this._renderCompare();
-    });
-    cmp.disabled = this._compare.size !== 2;
-    bar.appendChild(cmp);
-    body.appendChild(bar);
-    const table = el('table', 'nb2pipe-table nb2pipe-runs');
-    const head = el('tr');
-    for (const h of ['', 'run', 'status', 'duration']) {
-      head.appendChild(el('th', undefined, h));
-    }
-    table.appendChild(head);
-    for (const r of p.runs) {
-      const tr = el('tr', 'nb2pipe-run-row');
-      tr.dataset.runId = r.id;
-      tr.dataset.status = r.status;
-      if (r.id === p.shownRunId) {
-        tr.classList.add('nb2pipe-run-row-shown');
-      }
-      const tdc = el('td');
-      tdc.rowSpan = 2;
-      const box = el('input');
-      box.type = 'checkbox';
-      box.checked = this._compare.has(r.id);
-      box.title = 'Pick two runs to compare';
-      box.addEventListener('click', ev => ev.stopPropagation());
-      box.addEventListener('change', () => {
-        if (box.checked) {
-          this._compare.add(r.id);
-          while (this._compare.size > 2) {
-            this._compare.delete(this._compare.values().next().value as string);
-          }
-        } else {
-          this._compare.delete(r.id);
-        }
-        this._showCompare = this._showCompare && this._compare.size === 2;
-        this._renderHistory();
-        this._renderCompare();
-      });
-      tdc.appendChild(box);
-      tr.appendChild(tdc);
-      tr.appendChild(el('td', 'nb2pipe-mono', r.id));
-      tr.appendChild(el('td', `nb2pipe-status-${r.status}`, p.isLive(r) ? `${r.status} (live)` : r.status));
-      tr.appendChild(el('td', undefined, formatDuration(r.duration)));
-      const tr2 = el('tr', 'nb2pipe-run-more-row');
-      if (r.id === p.shownRunId) {
-        tr2.classList.add('nb2pipe-run-row-shown');
-      }
-      const more = el('td', 'nb2pipe-run-more');
-      more.colSpan = 3;
-      more.appendChild(el('span', undefined, fmtTime(r.started)));
-      const params = Object.keys(r.parameters || {}).length ? short(r.parameters) : '';
-      if (params) {
-        more.appendChild(el('span', 'nb2pipe-mono', ` · ${params}`));
-      }
-      const metrics = metricsMap(r.metrics);
-      if (Object.keys(metrics).length) {
-        more.appendChild(el('span', 'nb2pipe-mono nb2pipe-run-metrics', ` · ${short(metrics)}`));
-      }
-      tr2.appendChild(more);
-      tr.addEventListener('click', () => p.watch(r.id));
-      tr2.addEventListener('click', () => p.watch(r.id));
-      table.appendChild(tr);
-      table.appendChild(tr2);
-    }
-    body.appendChild(table);
-  }
-
-  private _renderCompare(): void {
-    const box = this._compareBox;
-    box.replaceChildren();
-    const p = this._p;
-    if (!p || !this._showCompare || this._compare.size !== 2) {
-      box.style.display = 'none';
-      return;
-    }
-    const [ida, idb] = Array.from(this._compare);
-    const a = p.runs.find(r => r.id === ida);
-    const b = p.runs.find(r => r.id === idb);
-    if (!a || !b) {
-      box.style.display = 'none';
-      return;
-    }
-    box.style.display = '';
-    box.appendChild(el('h3', 'nb2pipe-section-title', 'Compare runs'));
-    const close = button('Close', 'close-compare', () => {
-      this._showCompare = false;
-      this._renderCompare();
-    });
-    close.classList.add('nb2pipe-link-button');
-    box.appendChild(close);
-    const c = compareRuns(a, b);
-    const table = el('table', 'nb2pipe-table nb2pipe-compare-table');
-    const hr = el('tr');
-    hr.appendChild(el('th'));
-    hr.appendChild(el('th', 'nb2pipe-mono', a.id));
-    hr.appendChild(el('th', 'nb2pipe-mono', b.id));
-    table.appendChild(hr);
-    const group = (title: string, rows: { key: string; a: string; b: string; differs: boolean }[]) => {
-      const tr = el('tr', 'nb2pipe-compare-group');
-      const th = el('th', undefined, title);
-      th.colSpan = 3;
-      tr.appendChild(th);
-      table.appendChild(tr);
-      if (!rows.length) {
-        const r = el('tr');
-        const td = el('td', 'nb2pipe-muted', 'none');
-        td.colSpan = 3;
-        r.appendChild(td);
-        table.appendChild(r);
-      }
-      for (const row of rows) {
-        const r = el('tr', row.differs ? 'nb2pipe-differs' : '');
-        r.appendChild(el('td', 'nb2pipe-mono', row.key));
-        r.appendChild(el('td', undefined, row.a));
-        r.appendChild(el('td', undefined, row.b));
-        table.appendChild(r);
-      }
-    };
-    group('status', [{ key: 'run', a: a.status, b: b.status, differs: a.status !== b.status }, { key: 'duration', a: formatDuration(a.duration), b: formatDuration(b.duration), differs: false }]);
-    group('parameters', c.parameters);
-    group('metrics', c.metrics);
-    group('steps (status · duration)', c.steps);
-    box.appendChild(table);
-  }
 }
-
