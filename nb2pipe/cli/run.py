@@ -219,8 +219,7 @@ def _summary(record, spec=None, store_root=None) -> None:
         if s.status != Status.FAILED or not s.error:
             continue
         (first, style), *context = failure_lines(s.error, spec)
-        out.print(Text(f"  {s.name} failed" + (" " if first.startswith("at ") else ": "), style="bold")
-                  + Text(first, style=style))
+        out.print(Text(f"  {s.name} failed", style="bold") + Text(first, style=style))
         for text, style in context:
             out.print(Text(text, style=style))
         if s.output_notebook:

@@ -195,7 +195,7 @@ def runs_show(run_id, store, notebook, html_dir, as_json):
         out.print(Text(f"{s.name}:", style="bold"))
         if s.error and s.status.value == "failed":
             (first, style), *context = failure_lines(s.error)
-            out.print(Text("  failed" + (" " if first.startswith("at ") else ": ")) + Text(first, style=style))
+            out.print(Text("  failed") + Text(first, style=style))
         if s.output_notebook:
             out.print(Text(f"  notebook: {openable(root, s.output_notebook)}"))
             if s.attempts:

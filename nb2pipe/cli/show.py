@@ -67,7 +67,8 @@ def failure_lines(error, spec=None, context: int = 2) -> list[tuple[str, str]]:
         where.append(f"line {error.line}")
     what = f"{error.ename}: {error.evalue}" if error.ename and error.reason == "error" else error.message
     what = what.removesuffix(f" at cell {error.cell_index}")  # the location is said once, in front
-    lines = [(("at " + ", ".join(where) + ": ") if where else "") + what, "bold red"]  # follows "failed "
+    # The first line follows the word "failed": " at cell 3, line 2: what", or ": what".
+    lines = [((" at " + ", ".join(where)) if where else "") + ": " + what, "bold red"]
     out = [tuple(lines)]
     source = _cell_source(spec, error.cell_index) if spec is not None else None
     if source is not None and error.line is not None:

@@ -129,7 +129,7 @@ def _cell_imports(spec: PipelineSpec) -> list[ImportSite]:
 def _imports_in(tree: ast.AST) -> list[tuple[str, bool]]:
     """(module, guarded) for every absolute import anywhere in `tree`, incl. functions and
     `importlib.import_module("x")` / `__import__("x")` with a literal name."""
-    from nb2pipe.compile.dataflow import CODE_CELL_MAGICS, CODE_LINE_MAGICS, magic_call
+    from nb2pipe.compile.magics import CODE_CELL_MAGICS, CODE_LINE_MAGICS, magic_call
     from nb2pipe.compile.source import CellSyntaxError, parse_cell
 
     found: list[tuple[str, bool]] = []
